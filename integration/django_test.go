@@ -1,0 +1,221 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The Django stack end to end: entry, built once, runs the project in
+// testdata/djangoapp (gunicorn, celery worker and beat, migrate as the release step)
+// as PID 1 of a fresh PID namespace, against real Postgres, RabbitMQ and Redis.
+
+// djangoModuleRoot is the repository root: go test runs in integration/.
+func djangoModuleRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// startDjangoStack runs the app's Procfile under entry and waits until gunicorn answers.
+func startDjangoStack(t *testing.T, a *djangoApp) *djangoEntry {
+	t.Helper()
+	p := startDjangoEntry(t, a.dir, a.environ())
+	djangoWaitHTTP(t, p, "http://"+a.web+"/", 60*time.Second)
+	return p
+}
+
+// taskRoundTrip enqueues a task through the web process and waits for the worker's row.
+func taskRoundTrip(t *testing.T, a *djangoApp, dbURL, token string, d time.Duration) {
+	t.Helper()
+	if code, err := djangoGet("http://"+a.web+"/enqueue/?token="+token, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("enqueue %s: %d %v", token, code, err)
+	}
+	djangoWaitMark(t, dbURL, token, "done", d)
+}
+
+// TestDjangoGracefulStop: a SIGTERM while a request and a task are running lets both
+// finish, and entry exits 0 once every process has exited by itself.
+func TestDjangoGracefulStop(t *testing.T) {
+	a := newDjangoApp(t)
+	dbURL := a.useLocalServices(t)
+	a.env["ENTRY_STOP_TIMEOUT"] = "30s"
+	p := startDjangoStack(t, a)
+
+	type reply struct {
+		code int
+		err  error
+	}
+	replied := make(chan reply, 1)
+	go func() {
+		var v struct{ Slept bool }
+		code, err := djangoGet("http://"+a.web+"/slow/?sleep=3&token=request", &v)
+		if err == nil && !v.Slept {
+			err = fmt.Errorf("got %+v, want slept", v)
+		}
+		replied <- reply{code, err}
+	}()
+	if code, err := djangoGet("http://"+a.web+"/enqueue/?token=task&sleep=3", nil); err != nil || code != http.StatusOK {
+		t.Fatalf("enqueue: %d %v", code, err)
+	}
+	djangoWaitMark(t, dbURL, "request", "started", 30*time.Second)
+	djangoWaitMark(t, dbURL, "task", "started", 30*time.Second)
+
+	p.signal(t, syscall.SIGTERM)
+	if got := p.wait(t, 60*time.Second); got != 0 {
+		t.Errorf("entry exit status: got %d, want 0", got)
+	}
+	r := <-replied
+	if r.err != nil || r.code != http.StatusOK {
+		t.Errorf("request in flight: got %d %v, want 200", r.code, r.err)
+	}
+	for _, token := range []string{"request", "task"} {
+		if got := djangoMark(t, dbURL, token); got != "done" {
+			t.Errorf("%s: got state %q, want done", token, got)
+		}
+	}
+}
+
+// TestDjangoWorkerCrash: a worker killed by SIGKILL is restarted (ENTRY_RESTART's
+// default, on-failure) and the new one runs tasks; a later stop still exits 0.
+func TestDjangoWorkerCrash(t *testing.T) {
+	a := newDjangoApp(t)
+	dbURL := a.useLocalServices(t)
+	p := startDjangoStack(t, a)
+	taskRoundTrip(t, a, dbURL, "before", 30*time.Second)
+
+	pid, err := p.pid()
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := djangoChildWith(pid, "celery", "worker")
+	if worker == 0 {
+		t.Fatal("no celery worker among entry's children")
+	}
+	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	djangoPoll(t, 30*time.Second, "a new worker", func() bool {
+		w := djangoChildWith(pid, "celery", "worker")
+		return w != 0 && w != worker
+	})
+	taskRoundTrip(t, a, dbURL, "after", 60*time.Second)
+
+	p.signal(t, syscall.SIGTERM)
+	if got := p.wait(t, 60*time.Second); got != 0 {
+		t.Errorf("entry exit status: got %d, want 0", got)
+	}
+}
+
+// TestDjangoReleaseRace: six replicas start at once against an empty database. Without
+// a lock most of them fail (duplicate pg_type rows, "column price already exists");
+// entry's advisory lock makes them take turns, so every one exits 0 and the migrations
+// are applied exactly once.
+func TestDjangoReleaseRace(t *testing.T) {
+	a := newDjangoApp(t)
+	dbURL := djangoCreateDB(t)
+	a.env["DATABASE_URL"] = dbURL
+	a.env["ENTRY_DISCOVER"] = "true"
+	a.env["ENTRY_RELEASE"] = "python3 manage.py migrate --noinput"
+	const replicas = 6
+
+	procs := make([]*djangoEntry, replicas)
+	for i := range procs {
+		procs[i] = startDjangoEntry(t, a.dir, a.environ(), "--", "true")
+	}
+	applied := 0
+	for i, p := range procs {
+		if got := p.wait(t, 120*time.Second); got != 0 {
+			t.Errorf("replica %d: got exit %d, want 0\n%s", i, got, p.out)
+		}
+		applied += strings.Count(p.out.String(), "Applying shop.0002_item_price... OK")
+	}
+	if applied != 1 {
+		t.Errorf("shop.0002 applied %d times, want 1", applied)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows, price int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM django_migrations WHERE app = 'shop'").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 2 {
+		t.Errorf("django_migrations: got %d shop rows, want 2", rows)
+	}
+	if err := conn.QueryRow(ctx, "SELECT price FROM shop_item WHERE name = 'seed'").Scan(&price); err != nil {
+		t.Fatal(err)
+	}
+	if price != 100 {
+		t.Errorf("seed item: got price %d, want 100 (backfilled by 0002)", price)
+	}
+}
+
+// TestDjangoShell: `entry -- python3 manage.py shell` under a pseudo-terminal, as
+// `docker run -it` gives it; the shell must own the terminal (a background process
+// group would be stopped by SIGTTIN on its first read). ENTRY_SKIP_RELEASE skips a
+// release step that would fail.
+func TestDjangoShell(t *testing.T) {
+	a := newDjangoApp(t)
+	a.env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/postgres"
+	a.env["ENTRY_RELEASE"] = "false"
+	a.env["ENTRY_SKIP_RELEASE"] = "true"
+	a.env["TERM"] = "dumb"
+	line := fmt.Sprintf("unshare --pid --fork --mount-proc %s -- python3 manage.py shell", entryBin)
+	cmd := exec.Command("script", "-qec", line, "/dev/null")
+	cmd.Dir = a.dir
+	cmd.Env = a.environ()
+	out := newDjangoOutput()
+	cmd.Stdout, cmd.Stderr = out, out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("output:\n%s", out)
+		}
+	})
+
+	out.waitFor(t, ">>> ", 30*time.Second)
+	io.WriteString(stdin, "print('an' + 'swer', 6 * 7)\n")
+	out.waitFor(t, "answer 42", 10*time.Second)
+	io.WriteString(stdin, "raise SystemExit(0)\n")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("script: %v, want exit 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("shell still running 30s after exit")
+	}
+	stdin.Close()
+}

@@ -1,0 +1,139 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nsEntry is the binary running as PID 1 of a fresh PID namespace
+// (unshare --pid --fork --mount-proc), as in a container.
+type nsEntry struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	pid1 int // entry's pid in our namespace
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startPID1 starts entry as PID 1 with env and args and returns once it runs.
+func startPID1(t *testing.T, env []string, args ...string) *nsEntry {
+	t.Helper()
+	cmd := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", entryBin}, args...)...)
+	cmd.Env = cleanEnv(env...)
+	n := &nsEntry{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = n.out, n.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.err = cmd.Wait(); close(n.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-n.done:
+		default:
+			cmd.Process.Kill() // --kill-child takes the namespace down with unshare
+			<-n.done
+		}
+	})
+	// unshare forks the namespace's init; wait until it has exec'd entry.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if pid := childOf(cmd.Process.Pid); pid > 0 {
+			if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil && exe == entryBin {
+				n.pid1 = pid
+				return n
+			}
+		}
+		select {
+		case <-n.done:
+			t.Fatalf("entry exited before it could be observed: %v\n%s", n.err, n.out)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	t.Fatalf("entry did not start as PID 1\n%s", n.out)
+	return nil
+}
+
+// childOf returns the first child of pid, from /proc/PID/task/PID/children.
+func childOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
+}
+
+func (n *nsEntry) signal(sig syscall.Signal) {
+	n.t.Helper()
+	if err := syscall.Kill(n.pid1, sig); err != nil {
+		n.t.Fatalf("kill %d: %v", n.pid1, err)
+	}
+}
+
+// wait returns entry's exit status; unshare reports its child's status as its own.
+func (n *nsEntry) wait(timeout time.Duration) int {
+	n.t.Helper()
+	select {
+	case <-n.done:
+	case <-time.After(timeout):
+		n.t.Fatalf("entry still running after %s\n%s", timeout, n.out)
+	}
+	var ee *exec.ExitError
+	if errors.As(n.err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if n.err != nil {
+		n.t.Fatal(n.err)
+	}
+	return 0
+}
+
+// waitOutput waits until entry's output contains s.
+func (n *nsEntry) waitOutput(s string, timeout time.Duration) {
+	n.t.Helper()
+	deadline := time.After(timeout)
+	for !strings.Contains(n.out.String(), s) {
+		select {
+		case <-deadline:
+			n.t.Fatalf("no %q in entry's output after %s\n%s", s, timeout, n.out)
+		case <-n.done:
+			if !strings.Contains(n.out.String(), s) {
+				n.t.Fatalf("entry exited without printing %q\n%s", s, n.out)
+			}
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

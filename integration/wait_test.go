@@ -1,0 +1,206 @@
+package integration
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/entry-dev/entry/internal/throwaway"
+)
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+func TestWaitTimeoutOnClosedPort(t *testing.T) {
+	port := closedPort(t)
+	r := runEntry(t, 20*time.Second, []string{"ENTRY_WAIT=tcp://127.0.0.1:" + strconv.Itoa(port), "ENTRY_WAIT_TIMEOUT=2s"}, "wait")
+	if r.status != 69 {
+		t.Fatalf("status %d, want 69\n%s", r.status, r.output())
+	}
+	// The acceptance is 2 s ± 0.5 s; assert it loosely here (a loaded CI machine is not a
+	// benchmark) and log the figure.
+	t.Logf("exit after %s", r.elapsed)
+	if r.elapsed < 2*time.Second || r.elapsed > 5*time.Second {
+		t.Errorf("exit after %s, want about 2s", r.elapsed)
+	}
+	if !strings.Contains(r.stderr, "tcp://127.0.0.1:"+strconv.Itoa(port)) {
+		t.Errorf("the log does not name the dependency:\n%s", r.stderr)
+	}
+}
+
+func TestWaitSIGTERMAsPID1(t *testing.T) {
+	port := closedPort(t)
+	n := startPID1(t, []string{"ENTRY_WAIT=tcp://127.0.0.1:" + strconv.Itoa(port)}, "wait")
+	n.waitOutput("not ready", 10*time.Second)
+	start := time.Now()
+	n.signal(syscall.SIGTERM)
+	status := n.wait(5 * time.Second)
+	t.Logf("exit %d after %s", status, time.Since(start))
+	if status != 143 {
+		t.Fatalf("status %d, want 143\n%s", status, n.out)
+	}
+}
+
+func TestWaitLateRedisAndPostgres(t *testing.T) {
+	rd := throwaway.NewRedis(t, throwaway.RedisOptions{})
+	pg := throwaway.NewPostgres(t, throwaway.PostgresOptions{Password: "late-pw", Databases: []string{"app"}})
+	n := startPID1(t, []string{
+		"REDIS_URL=" + rd.URL(),
+		"DATABASE_URL=" + pg.URL("postgres", "late-pw", "app"),
+		"ENTRY_WAIT_TIMEOUT=60s",
+	}, "wait")
+	n.waitOutput("not ready", 10*time.Second)
+	rd.Start()
+	pg.Start()
+	if status := n.wait(30 * time.Second); status != 0 {
+		t.Fatalf("status %d, want 0\n%s", status, n.out)
+	}
+	if out := n.out.String(); strings.Contains(out, "late-pw") {
+		t.Errorf("password in the output:\n%s", out)
+	}
+}
+
+func TestWaitWrongPostgresPassword(t *testing.T) {
+	pg := throwaway.NewPostgres(t, throwaway.PostgresOptions{Password: "right-pw", Databases: []string{"app"}})
+	pg.Start()
+	const wrong = "Wr0ng-Pa55word"
+	r := runEntry(t, 20*time.Second, []string{"DATABASE_URL=" + pg.URL("postgres", wrong, "app")}, "wait")
+	if r.status != 69 {
+		t.Fatalf("status %d, want 69\n%s", r.status, r.output())
+	}
+	t.Logf("exit after %s", r.elapsed)
+	if r.elapsed > 5*time.Second {
+		t.Errorf("took %s, want well under 5s", r.elapsed)
+	}
+	if strings.Contains(r.output(), wrong) {
+		t.Errorf("password in the output:\n%s", r.output())
+	}
+	if !strings.Contains(r.stderr, "28P01") || !strings.Contains(strings.ToLower(r.stderr), "password") {
+		t.Errorf("no authentication hint:\n%s", r.stderr)
+	}
+
+	r = runEntry(t, 20*time.Second, []string{"DATABASE_URL=" + pg.URL("postgres", "right-pw", "nosuchdb")}, "wait")
+	if r.status != 69 || !strings.Contains(r.stderr, "3D000") {
+		t.Errorf("missing database: status %d, want 69 and 3D000\n%s", r.status, r.output())
+	}
+}
+
+func TestCheck(t *testing.T) {
+	env := []string{
+		"DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres",
+		"CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672//",
+		"REDIS_URL=redis://127.0.0.1:6379/0",
+	}
+	r := runEntry(t, 30*time.Second, env, "check")
+	if r.status != 0 {
+		t.Fatalf("status %d, want 0\n%s", r.status, r.output())
+	}
+	for _, s := range []string{"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "up"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("no %q in the table:\n%s", s, r.stdout)
+		}
+	}
+	env = append(env, "ENTRY_WAIT=tcp://127.0.0.1:"+strconv.Itoa(closedPort(t)))
+	if r = runEntry(t, 30*time.Second, env, "check"); r.status != 69 || !strings.Contains(r.stdout, "down") {
+		t.Errorf("with a closed port: status %d, want 69 and a down row\n%s", r.status, r.output())
+	}
+}
+
+func TestConfigShowsDiscoveredRedacted(t *testing.T) {
+	r := runEntry(t, 10*time.Second, []string{
+		"DATABASE_URL=pgsql://app:Db-s3cret@db:5432/app?conn_max_age=600",
+		"CELERY_BROKER_URL=pyamqp://guest:Mq-s3cret@rabbit//",
+	}, "config")
+	if r.status != 0 {
+		t.Fatalf("status %d\n%s", r.status, r.output())
+	}
+	for _, want := range []string{"postgres://app@db:5432/app", "from DATABASE_URL", "amqp://guest@rabbit:5672//", "from CELERY_BROKER_URL"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("no %q in:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.output(), "s3cret") {
+		t.Errorf("a password is printed:\n%s", r.output())
+	}
+}
+
+// TestBadEnvironment: every invalid input stops entry with 78 before anything starts, and the
+// message names the variable.
+func TestBadEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "started")
+	tests := []struct {
+		env  string
+		want string
+	}{
+		{"ENTRY_WAIT=mongodb://db:27017", "ENTRY_WAIT"},
+		{"ENTRY_WAIT=postgres://u:p@db:70000/app", "ENTRY_WAIT"},
+		{"ENTRY_WAIT=redis://:6379", "ENTRY_WAIT"},
+		{"ENTRY_WAIT=db:5432", "ENTRY_WAIT"},
+		{"ENTRY_WAIT=tcp://db", "ENTRY_WAIT"},
+		{"DATABASE_URL=postgres://db/app\nDATABASE_URL_FILE=" + secret, "DATABASE_URL_FILE"},
+		{"REDIS_URL_FILE=" + filepath.Join(dir, "nope"), "REDIS_URL_FILE"},
+		{"ENTRY_WAIT_FILE=" + filepath.Join(dir, "nope"), "ENTRY_WAIT_FILE"},
+		{"ENTRY_WAIT_TIMEOUT=soon", "ENTRY_WAIT_TIMEOUT"},
+		{"ENTRY_STOP_TIMEOUT=-1s", "ENTRY_STOP_TIMEOUT"},
+		{"ENTRY_ATTEMPT_TIMEOUT=0s", "ENTRY_ATTEMPT_TIMEOUT"},
+		{"ENTRY_DISCOVER=maybe", "ENTRY_DISCOVER"},
+		{"ENTRY_RESTART=sometimes", "ENTRY_RESTART"},
+		{"ENTRY_STOP_SIGNAL=SIGFOO", "ENTRY_STOP_SIGNAL"},
+		{"ENTRY_STOP_SIGNAL=KILL", "ENTRY_STOP_SIGNAL"},
+		{"ENTRY_LOG_FORMAT=xml", "ENTRY_LOG_FORMAT"},
+		{"ENTRY_LOG_LEVEL=loud", "ENTRY_LOG_LEVEL"},
+		{"ENTRY_HEALTH_ADDR=8081", "ENTRY_HEALTH_ADDR"},
+		{"ENTRY_FORMATION=worker=two", "ENTRY_FORMATION"},
+		{"ENTRY_PROCESSES=web,w@rker", "ENTRY_PROCESSES"},
+		{"ENTRY_RELEASE_LOCK=perhaps", "ENTRY_RELEASE_LOCK"},
+		{"ENTRY_RELEASE_LOCK=true", "ENTRY_RELEASE_LOCK"},
+		{"ENTRY_RELEASE_LOCK_KEY=abc", "ENTRY_RELEASE_LOCK_KEY"},
+		{"ENTRY_BACKOFF_INITIAL=5s\nENTRY_BACKOFF_MAX=1s", "ENTRY_BACKOFF_MAX"},
+		{"POSTGRES_HOST=db\nPOSTGRES_PORT=pg", "POSTGRES_PORT"},
+		{"DATABASE_URL=postgres://u:p@db:port/app", "DATABASE_URL"},
+		{"CELERY_BROKER_URL=amqp//guest@rabbit", "CELERY_BROKER_URL"},
+		{"ENTRY_RESTART_LIMIT=0", "ENTRY_RESTART_LIMIT"},
+		{"ENTRY_HTTP_CA_FILE=" + filepath.Join(dir, "ca.pem"), "ENTRY_HTTP_CA_FILE"},
+		{"ENTRY_PROCFILE=" + filepath.Join(dir, "Procfile.missing"), "ENTRY_PROCFILE"},
+	}
+	for _, tt := range tests {
+		env := strings.Split(tt.env, "\n")
+		args := []string{"--", "touch", marker}
+		if strings.HasPrefix(tt.env, "ENTRY_PROCFILE") {
+			args = nil
+		}
+		r := runEntry(t, 10*time.Second, env, args...)
+		if r.status != 78 {
+			t.Errorf("%s: status %d, want 78\n%s", tt.env, r.status, r.output())
+			continue
+		}
+		if !strings.Contains(r.stderr, tt.want+":") {
+			t.Errorf("%s: the message does not name %s:\n%s", tt.env, tt.want, r.stderr)
+		}
+		if strings.Contains(r.output(), "s3cret") {
+			t.Errorf("%s: a secret is printed:\n%s", tt.env, r.output())
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("%s: the command ran despite the bad environment", tt.env)
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package readiness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Postgres is ready when it can connect as the configured user to the
+// configured database and run SELECT 1 — what the application itself will do.
+//
+// The connection string is parsed by pgx, so libpq environment variables
+// (PGPASSWORD, PGSSLMODE, …) fill fields the string leaves empty, as they
+// would for psycopg in the application.
+type Postgres struct {
+	cfg      *pgx.ConnConfig
+	target   string
+	password string // only for scrubbing messages
+}
+
+// NewPostgres accepts a postgres:// or postgresql:// URL (other Django
+// schemes must be normalised by the caller) or a keyword/value DSN.
+func NewPostgres(connString string) (*Postgres, error) {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, pgParseError(connString, err)
+	}
+	return &Postgres{cfg: cfg, target: pgTarget(&cfg.Config), password: cfg.Password}, nil
+}
+
+// pgParseError turns a pgx parse error into one that cannot leak the
+// password: pgx redacts the connection string on a best-effort basis only,
+// and the url.Parse error it wraps quotes the raw string.
+func pgParseError(connString string, err error) error {
+	var pce *pgconn.ParseConfigError
+	if !errors.As(err, &pce) {
+		return errors.New("invalid postgres connection string")
+	}
+	full := pce.Error()
+	inner := pce.Unwrap()
+	if inner != nil {
+		full = strings.TrimSuffix(full, " ("+inner.Error()+")")
+	}
+	msg := full
+	if i := strings.LastIndex(full, "`: "); i >= 0 {
+		msg = full[i+3:]
+	}
+	switch msg {
+	case "failed to parse as URL", "failed to parse as keyword/value":
+		return errors.New("invalid postgres connection string: " + msg +
+			" (percent-encode reserved characters such as / ? # @ : % in the user name and password)")
+	}
+	if inner != nil {
+		msg += ": " + inner.Error()
+	}
+	return errors.New("invalid postgres connection string: " + scrub(msg, connStringSecrets(connString)...))
+}
+
+// connStringSecrets extracts password candidates from a connection string
+// that may not parse, for scrubbing messages only. Very short candidates are
+// left out: masking every "a" in a message would hide more than it protects.
+func connStringSecrets(s string) []string {
+	var out []string
+	add := func(v string) {
+		if len(v) >= 3 {
+			out = append(out, v)
+		}
+	}
+	if _, rest, ok := strings.Cut(s, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+				add(pw)
+				if dec, err := url.PathUnescape(pw); err == nil {
+					add(dec)
+				}
+			}
+		}
+	}
+	for _, kv := range strings.SplitAfter(s, "password=")[1:] {
+		if v, ok := strings.CutPrefix(kv, "'"); ok {
+			v, _, _ = strings.Cut(v, "'")
+			add(v)
+		} else {
+			v, _, _ = strings.Cut(kv, " ")
+			v, _, _ = strings.Cut(v, "&")
+			add(v)
+		}
+	}
+	return out
+}
+
+func pgTarget(c *pgconn.Config) string {
+	hosts := []string{pgHostPort(c.Host, c.Port)}
+	for _, f := range c.Fallbacks {
+		if hp := pgHostPort(f.Host, f.Port); hp != hosts[len(hosts)-1] {
+			hosts = append(hosts, hp)
+		}
+	}
+	return fmt.Sprintf("postgres %s@%s/%s", c.User, strings.Join(hosts, ","), c.Database)
+}
+
+func pgHostPort(host string, port uint16) string {
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+func (p *Postgres) String() string { return p.target }
+
+// Check connects, runs SELECT 1 and disconnects.
+func (p *Postgres) Check(ctx context.Context) error {
+	conn, err := pgconn.ConnectConfig(ctx, &p.cfg.Config)
+	if err != nil {
+		return p.classify(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		return p.classify(err)
+	}
+	return nil
+}
+
+// classify sorts a pgx error into retry or permanent (see the matrix in
+// wait-anchors.md §2.6). A server error decides first: with sslmode=prefer a
+// wrong password arrives joined with the TLS refusal of the first attempt.
+func (p *Postgres) classify(err error) error {
+	err = scrubErr(err, p.password)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return p.classifyServer(pgErr)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if s := netState(err); s != "" {
+		return retry(s, err)
+	}
+	if pgconn.Timeout(err) {
+		return retry("timeout", err)
+	}
+	if hint, ok := tlsProblem(err); ok {
+		return permanent(err, hint)
+	}
+	if strings.Contains(err.Error(), "server refused TLS connection") {
+		return permanent(err, "the server does not offer TLS but the connection string requires it (sslmode=require or stricter): enable TLS on the server or use sslmode=prefer or disable")
+	}
+	return err
+}
+
+func (p *Postgres) classifyServer(e *pgconn.PgError) error {
+	db, user := p.cfg.Database, p.cfg.User
+	state := e.Code + " " + e.Message
+	switch e.Code {
+	case "57P03":
+		if strings.Contains(e.Detail, "Hot standby mode is disabled") {
+			// A standby with hot_standby=off never accepts connections, but it
+			// may be promoted: keep waiting, and say what it is.
+			return retry("57P03 standby (hot_standby=off): not a primary", e)
+		}
+		return retry(state, e)
+	case "28P01":
+		return permanent(e, fmt.Sprintf("authentication failed: wrong password or user name %q; "+
+			"note that POSTGRES_PASSWORD and POSTGRES_USER only take effect when the postgres image initialises "+
+			"an empty data volume, so changing them later does not change the stored password", user))
+	case "28000":
+		return permanent(e, "the server refused this role, database or client address: check pg_hba.conf "+
+			"(and its TLS requirements, sslmode) and that the role exists")
+	case "3D000":
+		return permanent(e, fmt.Sprintf("database %q does not exist: create it or fix the database name in the URL; "+
+			"POSTGRES_DB only creates it when the postgres image initialises an empty data volume", db))
+	case "42704":
+		return permanent(e, "the connection string carries a parameter PostgreSQL does not know "+
+			"(Django options such as currentSchema or conn_max_age are not libpq parameters): remove it")
+	case "42501":
+		return permanent(e, fmt.Sprintf("role %q may not connect to database %q: GRANT CONNECT ON DATABASE", user, db))
+	case "53300":
+		return retry("53300 too many clients", e)
+	}
+	switch e.Code[:min(2, len(e.Code))] {
+	case "08", "40", "53", "55", "57", "58", "XX":
+		// connection exceptions, resource shortages, operator intervention
+		// (shutdown, recovery), system and internal errors: transient.
+		return retry(state, e)
+	}
+	return permanent(e, "the server rejected the connection; this will not change by waiting")
+}

@@ -1,0 +1,304 @@
+package readiness
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Redis is ready when it answers PING after AUTH and SELECT, spoken in a
+// minimal RESP exchange. LOADING, BUSY, MASTERDOWN and TRYAGAIN mean wait;
+// NOPERM on PING means ready (the user is authenticated, just not allowed
+// to ping); NOAUTH, WRONGPASS and AUTH against a server without a password
+// are permanent, as they are for redis-py in the application.
+type Redis struct {
+	addr      string
+	tls       *tls.Config // nil for redis://
+	user      string
+	pass      string
+	auth      bool
+	db        int
+	target    string
+	urlHasPwd bool
+}
+
+// NewRedis accepts redis-py's URL forms: redis://[[user]:[password]@]host[:port][/db],
+// rediss:// for TLS (?ssl_cert_reqs=none disables certificate checks, as in
+// redis-py), and ?db=N.
+func NewRedis(rawURL string) (*Redis, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, badURL("Redis")
+	}
+	user, pass, hasPass := userinfo(u)
+	fail := func(format string, args ...any) (*Redis, error) {
+		return nil, errors.New(scrub("invalid Redis URL: "+fmt.Sprintf(format, args...), pass))
+	}
+	r := &Redis{user: user, pass: pass, urlHasPwd: hasPass && pass != ""}
+	switch u.Scheme {
+	case "redis":
+	case "rediss":
+		r.tls = &tls.Config{MinVersion: tls.VersionTLS12}
+	default:
+		return fail("scheme must be redis or rediss")
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		host = "localhost"
+	}
+	if port == "" {
+		port = "6379"
+	}
+	if err := checkPort(port); err != nil {
+		return fail("%v", err)
+	}
+	r.addr = net.JoinHostPort(host, port)
+	if r.tls != nil {
+		r.tls.ServerName = host
+	}
+	q := u.Query()
+	dbText := strings.Trim(u.Path, "/")
+	if dbText == "" {
+		dbText = q.Get("db")
+	}
+	if dbText != "" {
+		n, err := strconv.Atoi(dbText)
+		if err != nil || n < 0 {
+			return fail("database %q is not a non-negative number", dbText)
+		}
+		r.db = n
+	}
+	switch strings.ToLower(q.Get("ssl_cert_reqs")) {
+	case "", "required", "cert_required":
+	case "none", "cert_none", "optional", "cert_optional":
+		if r.tls != nil {
+			r.tls.InsecureSkipVerify = true
+		}
+	default:
+		return fail("ssl_cert_reqs must be none, optional or required")
+	}
+	// redis-py sends AUTH when a user name or a password is present:
+	// AUTH user password with a user name, AUTH password without.
+	r.auth = user != "" || pass != ""
+	who := ""
+	if user != "" {
+		who = user + "@"
+	}
+	r.target = fmt.Sprintf("%s %s%s/%d", u.Scheme, who, r.addr, r.db)
+	return r, nil
+}
+
+func (r *Redis) String() string { return r.target }
+
+// Check sends AUTH (if any), SELECT (if db > 0) and PING in one write and
+// reads the replies in order; the first error reply decides.
+func (r *Redis) Check(ctx context.Context) error {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", r.addr)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = raw.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	conn := raw
+	if r.tls != nil {
+		tc := tls.Client(raw, r.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			if hint, ok := tlsProblem(err); ok {
+				return permanent(err, hint)
+			}
+			return err
+		}
+		conn = tc
+	}
+
+	var cmds [][]string
+	if r.auth {
+		if r.user != "" {
+			cmds = append(cmds, []string{"AUTH", r.user, r.pass})
+		} else {
+			cmds = append(cmds, []string{"AUTH", r.pass})
+		}
+	}
+	if r.db != 0 {
+		cmds = append(cmds, []string{"SELECT", strconv.Itoa(r.db)})
+	}
+	cmds = append(cmds, []string{"PING"})
+
+	var out []byte
+	for _, c := range cmds {
+		out = appendCommand(out, c)
+	}
+	if _, err := conn.Write(out); err != nil {
+		return r.connErr(err)
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	for _, c := range cmds {
+		msg, isErr, err := readReply(br)
+		if err != nil {
+			return r.connErr(err)
+		}
+		if isErr {
+			return r.classify(c[0], msg)
+		}
+	}
+	return nil
+}
+
+func (r *Redis) connErr(err error) error {
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		return retry("not a Redis reply", err)
+	}
+	if s := netState(err); s != "" {
+		return retry(s, err)
+	}
+	return err
+}
+
+// classify sorts an error reply to cmd (AUTH, SELECT or PING).
+func (r *Redis) classify(cmd, msg string) error {
+	code, _, _ := strings.Cut(msg, " ")
+	err := errors.New(truncate(scrub(oneLine(msg), r.pass), 200))
+	switch code {
+	case "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN":
+		return retry(code, err)
+	case "NOPERM":
+		if cmd == "PING" {
+			return nil // authenticated; the ACL merely forbids PING
+		}
+	case "NOAUTH":
+		if !r.auth {
+			return permanent(err, "the server requires a password and the URL has none: use redis://:PASSWORD@host:port/db")
+		}
+	case "WRONGPASS":
+		h := "wrong password or user name, or the ACL user is disabled"
+		if r.user != "" && !r.urlHasPwd {
+			h += fmt.Sprintf("; the URL has a user name %q but no password: a password alone is written redis://:PASSWORD@host", r.user)
+		}
+		return permanent(err, h)
+	case "DENIED":
+		return permanent(err, "the server runs in protected mode and refuses remote clients: set a password (requirepass) or bind/protected-mode in its configuration")
+	}
+	lower := strings.ToLower(msg)
+	switch {
+	case strings.Contains(lower, "max number of clients"):
+		return retry("max number of clients reached", err)
+	case cmd == "AUTH" && (strings.Contains(lower, "without any password configured") || strings.Contains(lower, "no password is set")):
+		return permanent(err, "the URL has a password but the server has none, so the application's AUTH fails too: remove the password from the URL or configure requirepass")
+	case cmd == "AUTH":
+		return permanent(err, "the server rejected AUTH: check the password (and user name) in the URL")
+	case cmd == "SELECT":
+		return permanent(err, fmt.Sprintf("cannot select database %d: check the database number in the URL against the server's databases setting", r.db))
+	}
+	return retry(code, err)
+}
+
+// appendCommand encodes a command as a RESP array of bulk strings.
+func appendCommand(b []byte, args []string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}
+
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string { return "redis protocol error: " + e.msg }
+
+const (
+	maxReplyLine  = 64 << 10
+	maxReplyBulk  = 1 << 20
+	maxReplyDepth = 4
+)
+
+// readReply reads one RESP2 reply. It returns the text of a simple string or
+// error reply; other replies are read and discarded.
+func readReply(br *bufio.Reader) (msg string, isErr bool, err error) {
+	return readReplyDepth(br, 0)
+}
+
+func readReplyDepth(br *bufio.Reader, depth int) (string, bool, error) {
+	line, err := readLine(br)
+	if err != nil {
+		return "", false, err
+	}
+	if line == "" {
+		return "", false, &protocolError{"empty reply"}
+	}
+	switch line[0] {
+	case '+':
+		return line[1:], false, nil
+	case '-':
+		return line[1:], true, nil
+	case ':':
+		return line[1:], false, nil
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n > maxReplyBulk {
+			return "", false, &protocolError{"bad bulk length"}
+		}
+		if n < 0 {
+			return "", false, nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return "", false, err
+		}
+		return string(buf[:n]), false, nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n > 1024 || depth >= maxReplyDepth {
+			return "", false, &protocolError{"bad array"}
+		}
+		for range max(n, 0) {
+			if _, _, err := readReplyDepth(br, depth+1); err != nil {
+				return "", false, err
+			}
+		}
+		return "", false, nil
+	}
+	return "", false, &protocolError{fmt.Sprintf("unexpected reply type %q", line[0])}
+}
+
+func readLine(br *bufio.Reader) (string, error) {
+	var sb strings.Builder
+	for {
+		chunk, err := br.ReadSlice('\n')
+		sb.Write(chunk)
+		if sb.Len() > maxReplyLine {
+			return "", &protocolError{"reply line too long"}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		s := sb.String()
+		if !strings.HasSuffix(s, "\r\n") {
+			return "", &protocolError{"line not terminated by CRLF"}
+		}
+		return s[:len(s)-2], nil
+	}
+}

@@ -1,0 +1,349 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The lock is a session-level advisory lock: it lives exactly as long as the
+// connection that took it, so a replica that dies mid-release frees it for the next
+// one. That is also why it does not work through PgBouncer in transaction (or
+// statement) pooling mode: consecutive queries may run in different server sessions,
+// and the lock stays behind in whichever session took it. Point ENTRY_RELEASE_LOCK at
+// the database directly, or at a session-pooling pool.
+
+const (
+	defaultAppName       = "entry release"
+	defaultCheckInterval = time.Second
+
+	// pollInterval paces pg_try_advisory_lock while another session holds the
+	// lock; each wait is jittered by ±50% so replicas do not poll in step.
+	pollInterval = 100 * time.Millisecond
+
+	// holderEvery paces the costlier pg_locks/pg_stat_activity query that finds
+	// the holder; reportEvery is how often an unchanged holder is reported.
+	holderEvery = time.Second
+	reportEvery = 10 * time.Second
+
+	// checkTimeout bounds one liveness query. It stays well below the ~25 s the
+	// server needs to drop a silent client (serverKeepalive), so after a network
+	// partition this replica stops its step before another can take the lock.
+	checkTimeout = 5 * time.Second
+
+	// serverKeepalive makes the server end this session, and so free the lock,
+	// about 25 s after the client vanishes (node crash, partition) rather than after
+	// the kernel's default of two hours. Unix-socket sessions ignore it.
+	serverKeepalive = "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"
+)
+
+// LockOptions configures Acquire.
+type LockOptions struct {
+	Key           int64         // advisory lock key; keys are per database
+	Timeout       time.Duration // bound on waiting for the lock; <= 0 waits as long as ctx allows
+	AppName       string        // application_name of the lock session, shown in pg_stat_activity
+	CheckInterval time.Duration // how often the held lock's session is checked; default 1 s
+	Log           *slog.Logger
+}
+
+// Lock is a held session advisory lock and the connection that holds it.
+type Lock struct {
+	conn   *pgx.Conn
+	key    int64
+	target string // user@host:port/db, safe to print
+	secret string // the password, kept only to scrub it from error text
+	log    *slog.Logger
+
+	lost    chan struct{}
+	lostErr error // written before lost is closed
+	stop    chan struct{}
+	done    chan struct{}
+
+	release    sync.Once
+	releaseErr error
+}
+
+// Acquire connects to connString, a pgx-ready postgres URL, and takes the session
+// advisory lock opt.Key, waiting at most opt.Timeout. While it waits it reports the
+// holder (application_name, pid, client address, session start) when the wait
+// begins, when the holder changes, and every 10 s. On timeout the error wraps
+// ErrLockTimeout. Errors never contain the password.
+//
+// Acquire polls pg_try_advisory_lock rather than blocking in pg_advisory_lock:
+// the holder query runs on the same connection between polls, so a waiting replica
+// uses one connection (migrate needs its own, and max_connections is shared), a
+// cancelled wait leaves nothing queued on the server, and the server log stays free
+// of lock_timeout errors. The price is a handoff delay of up to one poll interval
+// (50 ms on average with one waiter) and no first-come order, which does not matter
+// when every replica runs the same steps.
+func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, error) {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		// pgx quotes the connection string in parse errors and can only
+		// redact a malformed one on a best-effort basis: say nothing about it.
+		return nil, errors.New("release lock: cannot parse the postgres URL")
+	}
+	appName := opt.AppName
+	if appName == "" {
+		appName = defaultAppName
+	}
+	cfg.RuntimeParams["application_name"] = appName
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	d := &net.Dialer{
+		Timeout:         cfg.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3},
+	}
+	cfg.DialFunc = d.DialContext
+
+	l := &Lock{
+		key:    opt.Key,
+		target: fmt.Sprintf("%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database),
+		secret: cfg.Password,
+		log:    log,
+		lost:   make(chan struct{}),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+
+	waitCtx := ctx
+	if opt.Timeout > 0 {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeoutCause(ctx, opt.Timeout, ErrLockTimeout)
+		defer cancel()
+	}
+
+	l.conn, err = pgx.ConnectConfig(waitCtx, cfg)
+	if err != nil {
+		return nil, l.fail("connect", err)
+	}
+	if _, err := l.conn.Exec(waitCtx, serverKeepalive); err != nil {
+		log.Warn("release lock: cannot set server-side keepalive", "target", l.target, "err", l.scrub(err))
+	}
+	if err := l.wait(waitCtx, opt.Timeout); err != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		l.conn.Close(closeCtx) // ends the session: frees the lock if the server granted it as we gave up
+		return nil, err
+	}
+
+	every := opt.CheckInterval
+	if every <= 0 {
+		every = defaultCheckInterval
+	}
+	go l.watch(every)
+	return l, nil
+}
+
+// holder is the session holding the lock, as pg_stat_activity shows it. Fields
+// other than pid are empty when our role may not see the other session's details.
+type holder struct {
+	pid   int
+	app   string
+	addr  string
+	since time.Time
+}
+
+func (h holder) attrs() []any {
+	if h.pid == 0 {
+		return []any{"holder", "unknown"}
+	}
+	a := []any{"holder_pid", h.pid, "holder_app", h.app, "holder_addr", h.addr}
+	if !h.since.IsZero() {
+		a = append(a, "holder_since", h.since.UTC().Format(time.RFC3339))
+	}
+	return a
+}
+
+func (h holder) String() string {
+	if h.pid == 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("pid %d (%q from %s)", h.pid, h.app, h.addr)
+}
+
+func (l *Lock) wait(ctx context.Context, timeout time.Duration) error {
+	start := time.Now()
+	var last holder
+	var checked, reported time.Time
+	for {
+		var got bool
+		if err := l.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", l.key).Scan(&got); err != nil {
+			return l.waitErr(ctx, last, err)
+		}
+		if got {
+			l.log.Info("release lock acquired", "target", l.target, "key", l.key, "waited", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if time.Since(checked) >= holderEvery {
+			h, err := l.holder(ctx)
+			if err != nil {
+				return l.waitErr(ctx, last, err)
+			}
+			checked = time.Now()
+			var msg string
+			switch {
+			case reported.IsZero():
+				msg = "release lock busy, waiting"
+			case h.pid != 0 && h.pid != last.pid:
+				msg = "release lock holder changed, waiting"
+			case time.Since(reported) >= reportEvery:
+				msg = "release lock still busy, waiting"
+			}
+			if msg != "" {
+				attrs := append([]any{"target", l.target, "key", l.key}, h.attrs()...)
+				attrs = append(attrs, "waited", time.Since(start).Round(time.Second), "timeout", timeout)
+				l.log.Info(msg, attrs...)
+				reported = checked
+			}
+			if h.pid != 0 {
+				last = h
+			}
+		}
+
+		select {
+		case <-ctx.Done():
+			return l.waitErr(ctx, last, ctx.Err())
+		case <-time.After(pollInterval/2 + rand.N(pollInterval)):
+		}
+	}
+}
+
+// holder finds who holds the lock. pg_locks shows a bigint advisory key as its
+// high and low 32 bits in classid and objid, with objsubid 1.
+func (l *Lock) holder(ctx context.Context) (holder, error) {
+	const q = `
+SELECT a.pid, coalesce(a.application_name, ''),
+       coalesce(host(a.client_addr), CASE WHEN a.client_port = -1 THEN 'local' END, 'unknown'),
+       a.backend_start
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
+ORDER BY a.backend_start
+LIMIT 1`
+	hi, lo := int64(uint64(l.key)>>32), int64(uint32(l.key))
+	var h holder
+	var since *time.Time
+	err := l.conn.QueryRow(ctx, q, hi, lo).Scan(&h.pid, &h.app, &h.addr, &since)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return holder{}, nil // released between our two queries
+	}
+	if since != nil {
+		h.since = *since
+	}
+	return h, err
+}
+
+func (l *Lock) waitErr(ctx context.Context, last holder, err error) error {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, ErrLockTimeout):
+		return fmt.Errorf("release lock %s (key %d): %w, held by %s", l.target, l.key, ErrLockTimeout, last)
+	case cause != nil:
+		return fmt.Errorf("release lock %s: waiting: %w", l.target, cause)
+	}
+	return l.fail("waiting", err)
+}
+
+// watch runs a short query every interval on the otherwise idle lock session, so
+// a terminated session or broken connection is noticed within about one interval.
+func (l *Lock) watch(every time.Duration) {
+	defer close(l.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+		_, err := l.conn.Exec(ctx, "SELECT 1")
+		cancel()
+		if err != nil {
+			l.lostErr = fmt.Errorf("%w (%s, key %d): %w", ErrLockLost, l.target, l.key, l.scrub(err))
+			l.log.Error("release lock lost", "target", l.target, "key", l.key, "err", l.scrub(err))
+			close(l.lost)
+			return
+		}
+	}
+}
+
+// Lost is closed when the lock's session is gone (terminated, server restart,
+// network). Steps running under the lock must then stop.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// cause says why the lock was lost; call it only after Lost is closed.
+func (l *Lock) cause() error { return l.lostErr }
+
+// Release unlocks and closes the session. Closing the session frees the lock even
+// when the unlock itself fails, so an error here is for the log only. After the
+// lock was lost, Release only closes the connection. Calls after the first return
+// the first one's result.
+func (l *Lock) Release(ctx context.Context) error {
+	l.release.Do(func() { l.releaseErr = l.unlock(ctx) })
+	return l.releaseErr
+}
+
+func (l *Lock) unlock(ctx context.Context) error {
+	close(l.stop)
+	<-l.done
+	defer l.conn.Close(ctx)
+	select {
+	case <-l.lost:
+		return nil
+	default:
+	}
+	var held bool
+	if err := l.conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", l.key).Scan(&held); err != nil {
+		return l.fail("unlock", err)
+	}
+	if !held {
+		return l.fail("unlock", errors.New("this session did not hold the lock"))
+	}
+	l.log.Debug("release lock released", "target", l.target, "key", l.key)
+	return nil
+}
+
+func (l *Lock) fail(op string, err error) error {
+	return l.scrub(fmt.Errorf("release lock %s: %s: %w", l.target, op, err))
+}
+
+func (l *Lock) scrub(err error) error { return scrub(err, l.secret) }
+
+// scrub keeps a password out of err's text. pgx leaves it out of the errors
+// passed on here, but driver and server texts are not ours to guarantee.
+func scrub(err error, secret string) error {
+	if err == nil || secret == "" {
+		return err
+	}
+	msg := err.Error()
+	clean := msg
+	for _, s := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+		clean = strings.ReplaceAll(clean, s, "xxxxx")
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }

@@ -1,0 +1,106 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Step is one release command, e.g. {Name: "release.1", Command: "python manage.py migrate --noinput"}.
+type Step struct {
+	Name    string
+	Command string // the user's command line, as written
+}
+
+// Run runs steps in order, holding lock (nil: no lock) across all of them. run
+// executes one step and returns its exit status; the ctx it gets is cancelled the
+// moment the lock is lost, and run must then stop the step.
+//
+// Run returns 0 and nil when every step succeeded. Otherwise it returns a non-zero
+// status and an error saying why:
+//   - a step failed: that step's status (1 if run returned an error with status 0),
+//     and the later steps do not run;
+//   - the lock was lost: ExitLockLost, whatever the step's own status, with an error
+//     wrapping ErrLockLost;
+//   - ctx was cancelled before a step could start: 1, with an error wrapping
+//     ctx's cause. A step that was running when ctx ended reports its own status
+//     (typically 128+N for the stop signal N).
+func Run(ctx context.Context, lock *Lock, steps []Step, run func(ctx context.Context, s Step) (int, error), log *slog.Logger) (int, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if lock != nil {
+		go func() {
+			select {
+			case <-lock.Lost():
+				cancel(lock.cause())
+			case <-ctx.Done():
+			}
+		}()
+	}
+
+	for _, s := range steps {
+		if cause := context.Cause(ctx); cause != nil {
+			if errors.Is(cause, ErrLockLost) {
+				return ExitLockLost, fmt.Errorf("release step %s not started: %w", s.Name, cause)
+			}
+			return 1, fmt.Errorf("release step %s not started: %w", s.Name, cause)
+		}
+		log.Info("release step start", "step", s.Name, "cmd", redactCommand(s.Command))
+		start := time.Now()
+		status, err := run(ctx, s)
+		took := time.Since(start).Round(time.Millisecond)
+
+		if cause := context.Cause(ctx); errors.Is(cause, ErrLockLost) {
+			log.Error("release step stopped: lock lost", "step", s.Name, "status", status, "duration", took)
+			return ExitLockLost, fmt.Errorf("release step %s: %w", s.Name, cause)
+		}
+		if err != nil || status != 0 {
+			if status == 0 {
+				status = 1
+			}
+			log.Error("release step failed", "step", s.Name, "status", status, "duration", took, "err", err)
+			if err != nil {
+				return status, fmt.Errorf("release step %s: %w", s.Name, err)
+			}
+			return status, fmt.Errorf("release step %s: exit status %d", s.Name, status)
+		}
+		log.Info("release step done", "step", s.Name, "status", status, "duration", took)
+	}
+	return 0, nil
+}
+
+// redactCommand hides the password of any URL in a command line before it is
+// logged: a release command such as `manage.py check --database postgres://u:pw@db/app`
+// must not put pw in the log.
+func redactCommand(cmd string) string {
+	fields := strings.Fields(cmd)
+	changed := false
+	for i, f := range fields {
+		j := strings.Index(f, "://")
+		if j < 0 || !strings.Contains(f[j:], "@") {
+			continue
+		}
+		// The URL starts at its scheme, after any `--flag=` or `VAR=` and quote.
+		k := strings.LastIndexAny(f[:j], `="'`) + 1
+		raw := strings.TrimRight(f[k:], `"'`)
+		u, err := url.Parse(raw)
+		if err != nil {
+			fields[i], changed = f[:k]+"xxxxx", true
+			continue
+		}
+		if _, ok := u.User.Password(); ok {
+			fields[i], changed = f[:k]+u.Redacted()+f[k+len(raw):], true
+		}
+	}
+	if !changed {
+		return cmd
+	}
+	return strings.Join(fields, " ")
+}

@@ -1,0 +1,303 @@
+package supervise
+
+import (
+	"bytes"
+	"io"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxLine is the longest line Output writes in one piece. A child that
+// writes more without a newline has it split into lines of at most MaxLine
+// bytes (at a UTF-8 boundary), so a runaway line cannot grow entry's memory.
+const MaxLine = 64 << 10
+
+// idleFlush is how long a partial line waits for its newline before it is
+// written anyway, so that prompts show. It is long next to goreman's 2 ms:
+// Python writes print()'s text and its newline in two writes, and a line cut
+// between them under load is worse than a prompt shown a little late.
+const idleFlush = 500 * time.Millisecond
+
+// entryName is how entry's own lines are prefixed in text mode.
+const entryName = "entry"
+
+// Output multiplexes the output of several processes onto entry's stdout and
+// stderr, one whole line at a time.
+//
+// In text mode each line is prefixed with the process name, padded to the
+// longest name, and coloured per name when color is true:
+//
+//	web.1    | GET / 200
+//	worker.1 | celery@host ready.
+//
+// In json mode each line becomes one object:
+//
+//	{"time":"2025-01-02T03:04:05.678Z","process":"web.1","stream":"stdout","line":"GET / 200"}
+//
+// Every write to stdout or stderr holds one lock, and holds only whole
+// lines, so lines are never cut or interleaved, whichever process or entry
+// itself wrote them.
+type Output struct {
+	stdout, stderr io.Writer
+	json, color    bool
+	now            func() time.Time
+
+	mu     sync.Mutex // held for every write to stdout or stderr
+	width  int
+	colors map[string]string
+}
+
+// NewOutput returns an Output writing to stdout and stderr; format is "text"
+// or "json".
+func NewOutput(stdout, stderr io.Writer, format string, color bool) *Output {
+	return &Output{
+		stdout: stdout,
+		stderr: stderr,
+		json:   format == "json",
+		color:  color && format != "json",
+		now:    time.Now,
+		width:  len(entryName),
+		colors: make(map[string]string),
+	}
+}
+
+// palette holds the colours given to names in turn; no red, which reads as
+// an error.
+var palette = []string{"36", "33", "32", "35", "34", "96", "93", "92", "95", "94"}
+
+// reserve widens the name column for names, so that lines stay aligned when
+// the processes start at different times.
+func (o *Output) reserve(names ...string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, n := range names {
+		o.width = max(o.width, len(n))
+		if _, ok := o.colors[n]; !ok {
+			o.colors[n] = palette[len(o.colors)%len(palette)]
+		}
+	}
+}
+
+// Writer returns the writer for one output stream ("stdout" or "stderr") of
+// the process name, to be set as its cmd.Stdout or cmd.Stderr. Each line
+// written to it is written out with its prefix once its newline arrives; a
+// partial line is written when the process is idle for a moment, or at
+// Close. It never fails: a child must not block because entry's own output
+// is broken, so errors from the destination are dropped.
+func (o *Output) Writer(name, stream string) io.WriteCloser {
+	o.reserve(name)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w := &lineWriter{o: o, dst: o.stdout}
+	if stream == "stderr" {
+		w.dst = o.stderr
+	}
+	switch {
+	case o.json:
+		w.prefix = appendJSONString([]byte(`","process":`), name)
+		w.prefix = append(w.prefix, `,"stream":`...)
+		w.prefix = appendJSONString(w.prefix, stream)
+		w.prefix = append(w.prefix, `,"line":`...)
+	case o.color:
+		w.prefix = []byte("\x1b[" + o.colors[name] + "m" + pad(name, o.width) + "\x1b[0m | ")
+	default:
+		w.prefix = []byte(pad(name, o.width) + " | ")
+	}
+	return w
+}
+
+// Entry returns a writer for entry's own log records, one record per Write,
+// going to stderr under the same lock as the children's lines. In text mode a
+// record starting "entry | " has the name padded like the children's.
+func (o *Output) Entry() io.Writer {
+	return entryWriter{o}
+}
+
+type entryWriter struct{ o *Output }
+
+func (w entryWriter) Write(p []byte) (int, error) {
+	o := w.o
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	prefix := []byte(entryName + " | ")
+	if o.json || o.width == len(entryName) || !bytes.HasPrefix(p, prefix) {
+		return o.stderr.Write(p)
+	}
+	b := make([]byte, 0, len(p)+o.width)
+	b = append(b, pad(entryName, o.width)+" | "...)
+	b = append(b, p[len(prefix):]...)
+	if _, err := o.stderr.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func pad(name string, width int) string {
+	for len(name) < width {
+		name += " "
+	}
+	return name
+}
+
+// lineWriter cuts one stream into lines. Its buffer only ever holds the
+// current partial line, at most MaxLine bytes.
+type lineWriter struct {
+	o      *Output
+	dst    io.Writer
+	prefix []byte
+
+	mu      sync.Mutex
+	partial []byte
+	out     []byte // scratch for the formatted lines of one Write
+	idle    *time.Timer
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	w.out = w.out[:0]
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		end := i // how much of p belongs to the current line
+		if i < 0 {
+			end = len(p)
+		}
+		if len(w.partial)+end > MaxLine {
+			cut := runeCut(p, MaxLine-len(w.partial))
+			w.partial = append(w.partial, p[:cut]...)
+			w.line(w.partial)
+			w.partial = w.partial[:0]
+			p = p[cut:]
+			continue
+		}
+		if i < 0 {
+			w.partial = append(w.partial, p...)
+			break
+		}
+		if len(w.partial) > 0 {
+			w.partial = append(w.partial, p[:i]...)
+			w.line(w.partial)
+			w.partial = w.partial[:0]
+		} else {
+			w.line(p[:i])
+		}
+		p = p[i+1:]
+	}
+	w.flush()
+	if len(w.partial) > 0 {
+		if w.idle == nil {
+			w.idle = time.AfterFunc(idleFlush, w.flushPartial)
+		} else {
+			w.idle.Reset(idleFlush)
+		}
+	}
+	return n, nil
+}
+
+// Close writes out a final partial line.
+func (w *lineWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.idle != nil {
+		w.idle.Stop()
+	}
+	w.out = w.out[:0]
+	if len(w.partial) > 0 {
+		w.line(w.partial)
+		w.partial = w.partial[:0]
+	}
+	w.flush()
+	return nil
+}
+
+func (w *lineWriter) flushPartial() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out = w.out[:0]
+	if len(w.partial) > 0 {
+		w.line(w.partial)
+		w.partial = w.partial[:0]
+	}
+	w.flush()
+}
+
+// line formats one line into w.out. Whole lines from one Write are written
+// together, which keeps the syscalls per line well below one.
+func (w *lineWriter) line(b []byte) {
+	if w.o.json {
+		w.out = append(w.out, `{"time":"`...)
+		w.out = w.o.now().UTC().AppendFormat(w.out, "2006-01-02T15:04:05.000Z07:00")
+		w.out = append(w.out, w.prefix...)
+		w.out = appendJSONString(w.out, string(b))
+		w.out = append(w.out, "}\n"...)
+	} else {
+		w.out = append(w.out, w.prefix...)
+		w.out = append(w.out, b...)
+		w.out = append(w.out, '\n')
+	}
+	if len(w.out) >= MaxLine {
+		w.flush()
+	}
+}
+
+func (w *lineWriter) flush() {
+	if len(w.out) == 0 {
+		return
+	}
+	w.o.mu.Lock()
+	_, _ = w.dst.Write(w.out)
+	w.o.mu.Unlock()
+	w.out = w.out[:0]
+	if cap(w.out) > 4*MaxLine {
+		w.out = nil // a burst of long lines must not pin a big buffer
+	}
+}
+
+// runeCut returns where to cut p, at most room bytes in, so that the next
+// line does not start inside a UTF-8 sequence (unless p is not UTF-8 there).
+func runeCut(p []byte, room int) int {
+	for cut := room; cut > 0 && cut > room-utf8.UTFMax; cut-- {
+		if utf8.RuneStart(p[cut]) {
+			return cut
+		}
+	}
+	return room
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test of entry: vet, the unit and integration tests with -race against real
+# PostgreSQL, RabbitMQ and Redis, and a short run of each fuzz target. Installs what a fresh
+# machine lacks (Debian packages, Go modules) first.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=(tini dumb-init gunicorn python3-celery python3-django python3-psycopg2 python3-redis
+	supervisor hyperfine postgresql redis-server rabbitmq-server util-linux bsdutils procps)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The machine starts these before any session; start whichever is down (same commands).
+pg_isready -q -h 127.0.0.1 -p 5432 ||
+	pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 ||
+	redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+		--dir /var/lib/redis --logfile /var/log/redis/ci.log
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+	rabbitmq-server -detached
+	for _ in $(seq 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done
+fi
+
+go mod download
+go vet ./...
+go test -race -count=1 -timeout 20m ./...
+
+# Each fuzz target for a few seconds: enough to catch a panic on the seed corpus and nearby.
+for pkg in $(go list ./...); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime 5s "$pkg" >/dev/null
+		echo "fuzz ok: $pkg $target"
+	done
+done
