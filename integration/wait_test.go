@@ -37,7 +37,7 @@ func TestWaitTimeoutOnClosedPort(t *testing.T) {
 	if r.elapsed < 2*time.Second || r.elapsed > 5*time.Second {
 		t.Errorf("exit after %s, want about 2s", r.elapsed)
 	}
-	if !strings.Contains(r.stderr, "tcp://127.0.0.1:"+strconv.Itoa(port)) {
+	if !strings.Contains(r.stderr, "127.0.0.1:"+strconv.Itoa(port)) {
 		t.Errorf("the log does not name the dependency:\n%s", r.stderr)
 	}
 }
@@ -59,7 +59,7 @@ func TestWaitLateRedisAndPostgres(t *testing.T) {
 	rd := throwaway.NewRedis(t, throwaway.RedisOptions{})
 	pg := throwaway.NewPostgres(t, throwaway.PostgresOptions{Password: "late-pw", Databases: []string{"app"}})
 	n := startPID1(t, []string{
-		"REDIS_URL=" + rd.URL(),
+		"REDIS_URL=" + rd.URL("", "", 0),
 		"DATABASE_URL=" + pg.URL("postgres", "late-pw", "app"),
 		"ENTRY_WAIT_TIMEOUT=60s",
 	}, "wait")

@@ -35,7 +35,7 @@ func TestPostgresServer(t *testing.T) {
 		return c
 	}
 
-	t.Run("started after Wait begins", func(t *testing.T) {
+	ok := t.Run("started after Wait begins", func(t *testing.T) {
 		c := mustPG(pg.URL("app", "app-Pw-42", "app"))
 		if got, want := c.String(), "postgres app@127.0.0.1:"; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, "/app") {
 			t.Errorf("String() = %q", got)
@@ -52,6 +52,9 @@ func TestPostgresServer(t *testing.T) {
 		}
 		t.Logf("states: %q", rec.states())
 	})
+	if !ok {
+		t.FailNow()
+	}
 
 	t.Run("wrong password", func(t *testing.T) {
 		c := mustPG(pg.URL("app", "wrong-Pw-99", "app"))

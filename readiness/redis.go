@@ -89,7 +89,12 @@ func NewRedis(rawURL string) (*Redis, error) {
 	// AUTH user password with a user name, AUTH password without.
 	r.auth = user != "" || pass != ""
 	who := ""
-	if user != "" {
+	switch {
+	case user != "" && !hasPass:
+		// redis://SECRET@host is a common slip for redis://:SECRET@host:
+		// a lone user name may well be a password, so it is not shown.
+		who = mask + "@"
+	case user != "":
 		who = user + "@"
 	}
 	r.target = fmt.Sprintf("%s %s%s/%d", u.Scheme, who, r.addr, r.db)
@@ -172,7 +177,11 @@ func (r *Redis) connErr(err error) error {
 // classify sorts an error reply to cmd (AUTH, SELECT or PING).
 func (r *Redis) classify(cmd, msg string) error {
 	code, _, _ := strings.Cut(msg, " ")
-	err := errors.New(truncate(scrub(oneLine(msg), r.pass), 200))
+	secrets := []string{r.pass}
+	if !r.urlHasPwd {
+		secrets = append(secrets, r.user) // maybe a misplaced password
+	}
+	err := errors.New(truncate(scrub(oneLine(msg), secrets...), 200))
 	switch code {
 	case "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN":
 		return retry(code, err)
@@ -187,7 +196,7 @@ func (r *Redis) classify(cmd, msg string) error {
 	case "WRONGPASS":
 		h := "wrong password or user name, or the ACL user is disabled"
 		if r.user != "" && !r.urlHasPwd {
-			h += fmt.Sprintf("; the URL has a user name %q but no password: a password alone is written redis://:PASSWORD@host", r.user)
+			h += "; the URL has a user name but no password: a password alone is written redis://:PASSWORD@host"
 		}
 		return permanent(err, h)
 	case "DENIED":

@@ -26,10 +26,13 @@ func TestRedisServer(t *testing.T) {
 	const pass = "Redis-s3cret"
 	rd := throwaway.NewRedis(t, throwaway.RedisOptions{
 		RequirePass: pass,
-		Args:        []string{"--user", "limited on >Limited-pw ~* +@all -ping", "--user", "off-user off >Off-pw +@all"},
+		Args: []string{
+			"--user", "limited", "on", ">Limited-pw", "~*", "+@all", "-ping",
+			"--user", "off-user", "off", ">Off-pw", "+@all",
+		},
 	})
 
-	t.Run("started after Wait begins", func(t *testing.T) {
+	ok := t.Run("started after Wait begins", func(t *testing.T) {
 		c := mustRedis(t, rd.URL("", pass, 0))
 		rec := &recorder{}
 		wait := waitAsync(c, fastOptions(rec, 20*time.Second))
@@ -43,6 +46,9 @@ func TestRedisServer(t *testing.T) {
 		}
 		noSecrets(t, rec.text(), pass)
 	})
+	if !ok {
+		t.FailNow()
+	}
 	t.Run("no password in the URL", func(t *testing.T) {
 		permanentWithin(t, mustRedis(t, rd.URL("", "", 0)), time.Second, "requires a password")
 	})
@@ -50,7 +56,7 @@ func TestRedisServer(t *testing.T) {
 		permanentWithin(t, mustRedis(t, rd.URL("", "Wrong-pw-1", 0)), time.Second, "wrong password", "Wrong-pw-1", pass)
 	})
 	t.Run("password written as user name", func(t *testing.T) {
-		permanentWithin(t, mustRedis(t, "redis://"+pass+"@"+rd.Addr()+"/0"), time.Second, "redis://:PASSWORD@host")
+		permanentWithin(t, mustRedis(t, "redis://"+pass+"@"+rd.Addr()+"/0"), time.Second, "redis://:PASSWORD@host", pass)
 	})
 	t.Run("disabled ACL user", func(t *testing.T) {
 		permanentWithin(t, mustRedis(t, rd.URL("off-user", "Off-pw", 0)), time.Second, "disabled", "Off-pw")
@@ -60,9 +66,9 @@ func TestRedisServer(t *testing.T) {
 	})
 	t.Run("ready states", func(t *testing.T) {
 		for _, url := range []string{
-			rd.URL("", pass, 3),                         // AUTH pass + SELECT
-			rd.URL("default", pass, 0),                  // AUTH user pass
-			rd.URL("limited", "Limited-pw", 0),          // NOPERM on PING: up
+			rd.URL("", pass, 3),                            // AUTH pass + SELECT
+			rd.URL("default", pass, 0),                     // AUTH user pass
+			rd.URL("limited", "Limited-pw", 0),             // NOPERM on PING: up
 			"redis://:" + pass + "@" + rd.Addr() + "?db=2", // db as a query parameter
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -156,7 +162,7 @@ func TestNewRedis(t *testing.T) {
 		{"redis://redis", "redis redis:6379/0", false, "", "", 0, false},
 		{"redis://:pw@redis:6380/2", "redis redis:6380/2", true, "", "pw", 2, false},
 		{"redis://app:pw@redis/1", "redis app@redis:6379/1", true, "app", "pw", 1, false},
-		{"redis://pw@redis", "redis pw@redis:6379/0", true, "pw", "", 0, false},
+		{"redis://pw@redis", "redis xxxxx@redis:6379/0", true, "pw", "", 0, false},
 		{"redis://[::1]:7000?db=4", "redis [::1]:7000/4", false, "", "", 4, false},
 		{"rediss://:p%40ss@cache:6379/0?ssl_cert_reqs=none", "rediss cache:6379/0", true, "", "p@ss", 0, true},
 		{"redis://", "redis localhost:6379/0", false, "", "", 0, false},

@@ -248,7 +248,9 @@ func startGroup(t *testing.T, procfile string, flags ...string) *groupRun {
 	argv := append([]string{"unshare", "--pid", "--fork", "--mount-proc",
 		os.Args[0], "-test.run=^TestGroupHelper$", "--", "-procfile", pf}, flags...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), helperEnv)
+	// A -race binary sleeps a second at exit by default: that would be
+	// counted in every stop.
+	cmd.Env = append(os.Environ(), helperEnv, "GORACE=atexit_sleep_ms=0")
 	stdout, err := os.Create(dir + "/stdout")
 	if err != nil {
 		t.Fatal(err)
@@ -320,6 +322,32 @@ func (g *groupRun) expect(re string) []string {
 			}
 		case <-deadline:
 			g.t.Fatalf("no stderr line matching %q:\n%s", re, g.errOutput())
+		}
+	}
+}
+
+// expectAll reads stderr lines until each of res has matched one, in any
+// order.
+func (g *groupRun) expectAll(res ...string) {
+	g.t.Helper()
+	left := map[*regexp.Regexp]bool{}
+	for _, re := range res {
+		left[regexp.MustCompile(re)] = true
+	}
+	deadline := time.After(20 * time.Second)
+	for len(left) > 0 {
+		select {
+		case line, ok := <-g.lines:
+			if !ok {
+				g.t.Fatalf("stderr ended before lines matching %q:\n%s", res, g.errOutput())
+			}
+			for rx := range left {
+				if rx.MatchString(line) {
+					delete(left, rx)
+				}
+			}
+		case <-deadline:
+			g.t.Fatalf("not all of %q matched:\n%s", res, g.errOutput())
 		}
 	}
 }

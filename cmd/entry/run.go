@@ -169,7 +169,7 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 	steps := e.releaseSteps(procs)
 	if len(steps) > 0 {
 		e.health.SetPhase("release")
-		if status := e.release(ctx, reaper, sigs, steps); status != 0 {
+		if status, ok := e.release(ctx, reaper, sigs, steps); !ok {
 			return status
 		}
 	}
@@ -395,7 +395,8 @@ func hasRelease(procs []procfile.Entry) bool {
 // errStopped ends the release sequence after a step that entry was asked to stop.
 var errStopped = errors.New("stopped by a signal")
 
-func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, steps []release.Step) int {
+// release runs the release steps; it returns entry's exit status and whether to go on.
+func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, steps []release.Step) (int, bool) {
 	var lock *release.Lock
 	if e.cfg.lock {
 		pg := e.cfg.postgres()
@@ -411,19 +412,24 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 				l.Release(context.Background())
 			}
 			e.log.Info("stopped while waiting for the release lock", "signal", unix.SignalName(s.(syscall.Signal)))
-			return signalStatus(s)
+			return signalStatus(s), false
 		}
 		if err != nil {
 			e.log.Error(err.Error())
-			return exitUnavailable
+			return exitUnavailable, false
 		}
 		lock = l
 		defer lock.Release(context.Background())
 	}
-	status, err := release.Run(ctx, lock, steps, func(ctx context.Context, s release.Step) (int, error) {
-		cmd, group := command(s.Command)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdio(e.stdout, os.Stdout), stdio(e.stderr, os.Stderr)
-		res, err := supervise.Run(ctx, reaper, cmd, sigs, e.stopPolicy(e.cfg.stop, group), e.log)
+	// A stop signal during a step is forwarded to it; entry then exits with that step's own
+	// status (0 if it shut down cleanly) and starts nothing else.
+	var stopped *int
+	rctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	status, err := release.Run(rctx, lock, steps, func(ctx context.Context, s release.Step) (int, error) {
+		cmd, _ := command(s.Command)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+		res, err := supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
 		if err != nil {
 			var se *supervise.StartError
 			if errors.As(err, &se) {
@@ -432,33 +438,24 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 			return 1, err
 		}
 		if res.StopSignal != nil {
-			return res.Exit.Status(), errStopped
+			st := res.Exit.Status()
+			stopped = &st
+			abort(errStopped) // no further step starts
+			return st, nil
 		}
 		return res.Exit.Status(), nil
 	}, e.log)
+	if stopped != nil && status != release.ExitLockLost {
+		e.log.Info("stopped during the release phase: no process is started", "status", *stopped)
+		return *stopped, false
+	}
 	if err != nil && status == 0 {
 		status = 1
 	}
 	if status != 0 {
 		e.log.Error("release failed: no process is started", "status", status)
 	}
-	return status
-}
-
-func (e *entry) stopPolicy(sig syscall.Signal, group bool) supervise.StopPolicy {
-	return supervise.StopPolicy{Signal: sig, Timeout: e.cfg.StopTimeout}
-}
-
-// stdio hands a child entry's own file when the writer is one, so the child inherits the
-// descriptor (a terminal stays a terminal) instead of writing into a pipe.
-func stdio(w io.Writer, f *os.File) io.Writer {
-	if w == io.Writer(os.Stdout) || w == io.Writer(os.Stderr) {
-		return w
-	}
-	if w == nil {
-		return f
-	}
-	return w
+	return status, status == 0
 }
 
 func appName() string {
@@ -468,8 +465,8 @@ func appName() string {
 
 func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdio(e.stdout, os.Stdout), stdio(e.stderr, os.Stderr)
-	res, err := supervise.Run(ctx, reaper, cmd, sigs, e.stopPolicy(e.cfg.stop, false), e.log)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	res, err := supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
 	if err != nil {
 		var se *supervise.StartError
 		if errors.As(err, &se) {

@@ -168,7 +168,7 @@ func (m *RabbitMQ) Start() {
 	if m.epmd == nil || m.epmd.exited() {
 		p, err := startProc(procSpec{name: "epmd", path: mustLook("epmd"),
 			args: []string{"-port", strconv.Itoa(m.EPMDPort), "-address", "127.0.0.1"},
-			dir: m.Dir, logPath: filepath.Join(m.Dir, "epmd.log")})
+			dir:  m.Dir, logPath: filepath.Join(m.Dir, "epmd.log")})
 		if err != nil {
 			m.t.Fatalf("throwaway rabbitmq: %v", err)
 		}

@@ -22,7 +22,7 @@ type RedisOptions struct {
 	// KeyLoadDelay slows the loading of each key by this many microseconds
 	// (--key-load-delay), so that the server answers LOADING for a while.
 	KeyLoadDelay int
-	Args []string // extra redis-server arguments, e.g. "--user", "app on >pw +@all -ping"
+	Args         []string // extra redis-server arguments, e.g. "--user", "app on >pw +@all -ping"
 }
 
 // Redis is a throwaway redis-server, not running until Start.
