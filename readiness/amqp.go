@@ -41,6 +41,9 @@ func NewAMQP(rawURL string) (*AMQP, error) {
 	if err != nil {
 		return nil, badURL("AMQP")
 	}
+	if strayAt(rawURL) {
+		return nil, ambiguousURL("AMQP")
+	}
 	_, pass, _ := userinfo(u)
 	uri, err := amqp.ParseURI(rawURL)
 	if err != nil {

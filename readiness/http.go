@@ -54,6 +54,9 @@ func NewHTTP(rawURL string, opt HTTPOptions) (*HTTP, error) {
 	if err != nil {
 		return nil, badURL("HTTP")
 	}
+	if strayAt(rawURL) {
+		return nil, ambiguousURL("HTTP")
+	}
 	user, pass, hasPass := userinfo(u)
 	fail := func(format string, args ...any) (*HTTP, error) {
 		return nil, errors.New(scrub("invalid HTTP URL: "+fmt.Sprintf(format, args...), pass))

@@ -28,9 +28,24 @@ type Postgres struct {
 // NewPostgres accepts a postgres:// or postgresql:// URL (other Django
 // schemes must be normalised by the caller) or a keyword/value DSN.
 func NewPostgres(connString string) (*Postgres, error) {
+	if strayAt(connString) {
+		return nil, ambiguousURL("postgres")
+	}
+	if atsInAuthority(connString) > 1 {
+		return nil, errors.New("invalid postgres URL: more than one '@' before the host " +
+			"(percent-encode '@' in the user name and password as %40)")
+	}
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		return nil, pgParseError(connString, err)
+	}
+	for _, h := range pgHosts(&cfg.Config) {
+		if !strings.HasPrefix(h, "/") && strings.ContainsAny(h, "@#?/ ") {
+			// pgx splits the user info at the first '@', Python at the
+			// last: the "host" is then the tail of a password.
+			return nil, errors.New("invalid postgres URL: the host name contains @ # ? or / " +
+				"(percent-encode these characters in the user name and password)")
+		}
 	}
 	return &Postgres{cfg: cfg, target: pgTarget(&cfg.Config), password: cfg.Password}, nil
 }
@@ -96,9 +111,18 @@ func connStringSecrets(s string) []string {
 	return out
 }
 
+func pgHosts(c *pgconn.Config) []string {
+	hosts := []string{c.Host}
+	for _, f := range c.Fallbacks {
+		hosts = append(hosts, f.Host)
+	}
+	return hosts
+}
+
 func pgTarget(c *pgconn.Config) string {
 	hosts := []string{pgHostPort(c.Host, c.Port)}
 	for _, f := range c.Fallbacks {
+		// pgx adds a fallback per TLS mode (sslmode=prefer: TLS, then plain).
 		if hp := pgHostPort(f.Host, f.Port); hp != hosts[len(hosts)-1] {
 			hosts = append(hosts, hp)
 		}

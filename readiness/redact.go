@@ -78,6 +78,41 @@ func badURL(kind string) error {
 		"(percent-encode reserved characters such as / ? # @ : % in the user name and password)")
 }
 
+// strayAt reports whether '@' appears after the host of a URL that has no
+// user info. That almost always means a password with an unescaped '/', '?'
+// or '#' ("postgres://app:pa/ss@db/app" parses as host "app" and database
+// "ss@db/app"), which would put part of the password in logs.
+func strayAt(raw string) bool {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return false
+	}
+	i := strings.IndexAny(rest, "/?#")
+	if i < 0 {
+		return false
+	}
+	return !strings.Contains(rest[:i], "@") && strings.Contains(rest[i:], "@")
+}
+
+// atsInAuthority counts the '@' between "://" and the path. More than one
+// means an unescaped '@' in the user info, which pgx splits at the first
+// '@' and Python (and net/url) at the last.
+func atsInAuthority(raw string) int {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return 0
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return strings.Count(rest, "@")
+}
+
+func ambiguousURL(kind string) error {
+	return errors.New("invalid " + kind + " URL: '@' after the host " +
+		"(percent-encode / ? # in the password, and '@' elsewhere, as %2F %3F %23 %40)")
+}
+
 // userinfo returns the user name and password of u, percent-decoded.
 func userinfo(u *url.URL) (user, pass string, hasPass bool) {
 	if u.User == nil {

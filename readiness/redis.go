@@ -38,6 +38,9 @@ func NewRedis(rawURL string) (*Redis, error) {
 	if err != nil {
 		return nil, badURL("Redis")
 	}
+	if strayAt(rawURL) {
+		return nil, ambiguousURL("Redis")
+	}
 	user, pass, hasPass := userinfo(u)
 	fail := func(format string, args ...any) (*Redis, error) {
 		return nil, errors.New(scrub("invalid Redis URL: "+fmt.Sprintf(format, args...), pass))

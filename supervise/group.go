@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -38,8 +37,7 @@ type GroupOptions struct {
 
 // waitDelay bounds how long a process's output is still read after it
 // exited, when something it left behind keeps the pipe open. Without it,
-// cmd.Wait, and so the report of the exit, would hang as long as that
-// descendant lives (golang/go#23019, #50436).
+// the report of the exit would wait as long as that descendant lives.
 const waitDelay = 2 * time.Second
 
 // RunGroup starts every process, restarts per policy, and on a stop request
@@ -88,7 +86,6 @@ type member struct {
 	Process
 	state    string
 	cmd      *exec.Cmd
-	outputs  []io.Closer
 	started  time.Time
 	hist     history
 	restarts int
@@ -207,21 +204,34 @@ func (g *group) start(m *member) {
 	// Its own group, so that the stop signal, SIGKILL and a terminal's
 	// Ctrl-C reach it and its descendants only as the group decides.
 	cmd.SysProcAttr.Setpgid = true
-	cmd.WaitDelay = waitDelay
-	m.outputs = m.outputs[:0]
+	var pipes []*pipe
 	if o := g.opt.Output; o != nil {
-		stdout, stderr := o.Writer(m.Name, "stdout"), o.Writer(m.Name, "stderr")
-		cmd.Stdout, cmd.Stderr = stdout, stderr
-		m.outputs = append(m.outputs, stdout, stderr)
+		for _, stream := range []string{"stdout", "stderr"} {
+			p, err := o.pipe(m.Name, stream)
+			if err != nil {
+				g.log.Error("cannot make a pipe for the output", "process", m.Name, "err", err)
+				break
+			}
+			pipes = append(pipes, p)
+		}
+		if len(pipes) == 2 {
+			cmd.Stdout, cmd.Stderr = pipes[0].child, pipes[1].child
+		}
 	}
 	exits, err := g.r.Start(cmd)
 	if err != nil {
+		for _, p := range pipes {
+			p.abandon()
+		}
 		se := &StartError{Path: cmd.Path, Err: err}
 		m.state = StateExited
 		g.opt.Health.exited(m.Name, Exit{Code: se.Status()}, m.restarts)
 		g.log.Error("process could not start", "process", m.Name, "err", se)
 		g.fail(fmt.Sprintf("%s could not start: %v", m.Name, se), se.Status())
 		return
+	}
+	for _, p := range pipes {
+		p.started()
 	}
 	m.cmd, m.state, m.started, m.sent, m.killed = cmd, StateRunning, g.clock.now(), 0, false
 	g.opt.Health.set(m.Name, StateRunning, cmd.Process.Pid)
@@ -230,11 +240,13 @@ func (g *group) start(m *member) {
 	} else {
 		g.log.Info("process restarted", "process", m.Name, "pid", cmd.Process.Pid, "restart", m.restarts)
 	}
-	outputs := m.outputs
 	go func() {
 		e := g.r.Wait(cmd, exits)
-		for _, c := range outputs {
-			c.Close()
+		// Report the exit only once its output is out, so that entry's
+		// lines about it come after the process's own.
+		deadline := time.Now().Add(waitDelay)
+		for _, p := range pipes {
+			p.drain(deadline)
 		}
 		select {
 		case g.events <- event{m: m, exit: e}:

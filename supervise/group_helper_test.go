@@ -131,6 +131,7 @@ func groupMain(args []string) int {
 //
 //	report              print each signal; exit 0 on TERM, INT or QUIT
 //	slowstop D          on TERM take D to clean up, then exit 0
+//	prompt              write a prompt with no newline to stderr, wait for TERM
 //	ignore              ignore TERM
 //	crash N             exit N at once
 //	lines N TAG         write N numbered lines, say so on stderr, wait for TERM
@@ -160,6 +161,11 @@ func groupChild(args []string) int {
 		<-term
 		time.Sleep(d) // the cleanup a real program would do
 		fmt.Println("clean stop")
+		return 0
+	case "prompt":
+		signal.Notify(term, syscall.SIGTERM)
+		fmt.Fprint(os.Stderr, "Password: ")
+		<-term
 		return 0
 	case "ignore":
 		signal.Ignore(syscall.SIGTERM)
@@ -240,6 +246,12 @@ type groupRun struct {
 // startGroup writes procfile and runs the helper on it with flags.
 func startGroup(t *testing.T, procfile string, flags ...string) *groupRun {
 	t.Helper()
+	return startGroupEnv(t, nil, procfile, flags...)
+}
+
+// startGroupEnv is startGroup with env added to the environment.
+func startGroupEnv(t *testing.T, env []string, procfile string, flags ...string) *groupRun {
+	t.Helper()
 	dir := t.TempDir()
 	pf := dir + "/Procfile"
 	if err := os.WriteFile(pf, []byte(procfile), 0o644); err != nil {
@@ -250,7 +262,7 @@ func startGroup(t *testing.T, procfile string, flags ...string) *groupRun {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// A -race binary sleeps a second at exit by default: that would be
 	// counted in every stop.
-	cmd.Env = append(os.Environ(), helperEnv, "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(append(os.Environ(), helperEnv, "GORACE=atexit_sleep_ms=0"), env...)
 	stdout, err := os.Create(dir + "/stdout")
 	if err != nil {
 		t.Fatal(err)
@@ -355,15 +367,53 @@ func (g *groupRun) expectAll(res ...string) {
 // signal sends sig to the helper, PID 1 of the namespace.
 func (g *groupRun) signal(sig syscall.Signal) {
 	g.t.Helper()
+	if err := syscall.Kill(g.pid1(), sig); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// pid1 is the pid, seen from here, of the helper: the child of unshare.
+func (g *groupRun) pid1() int {
+	g.t.Helper()
 	for _, d := range mustDescendants(g.cmd.Process.Pid) {
 		if d.ppid == g.cmd.Process.Pid {
-			if err := syscall.Kill(d.pid, sig); err != nil {
-				g.t.Fatal(err)
-			}
-			return
+			return d.pid
 		}
 	}
 	g.t.Fatal("no PID 1 below unshare")
+	return 0
+}
+
+// child returns the pid, seen from here, of the helper's child whose
+// command line contains all of words.
+func (g *groupRun) child(words ...string) int {
+	g.t.Helper()
+	pid1 := g.pid1()
+	for _, d := range mustDescendants(pid1) {
+		if d.ppid != pid1 {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", d.pid))
+		argv := strings.Split(string(b), "\x00")
+		if containsAll(argv, words) {
+			return d.pid
+		}
+	}
+	g.t.Fatalf("no child of the helper runs %q", words)
+	return 0
+}
+
+func containsAll(argv, words []string) bool {
+	for _, w := range words {
+		found := false
+		for _, a := range argv {
+			found = found || a == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // wait returns the helper's exit status and when it exited.

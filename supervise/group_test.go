@@ -98,6 +98,17 @@ func TestGroupJSON(t *testing.T) {
 	}
 }
 
+// TestGroupPrompt: a partial line shows once the process has been idle.
+func TestGroupPrompt(t *testing.T) {
+	t.Parallel()
+	g := startGroup(t, "web: "+childCmd("prompt")+"\n")
+	g.expect(`^web.1 +\| Password: $`)
+	g.signal(syscall.SIGTERM)
+	if status, _ := g.wait(); status != 0 {
+		t.Errorf("got status %d, want 0:\n%s", status, g.errOutput())
+	}
+}
+
 // TestGroupRestart: a crashing process is restarted with growing backoff,
 // each restart logged with its count and delay, while the other runs on.
 func TestGroupRestart(t *testing.T) {

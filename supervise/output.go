@@ -2,10 +2,14 @@ package supervise
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxLine is the longest line Output writes in one piece. A child that
@@ -16,7 +20,7 @@ const MaxLine = 64 << 10
 // idleFlush is how long a partial line waits for its newline before it is
 // written anyway, so that prompts show. It is long next to goreman's 2 ms:
 // Python writes print()'s text and its newline in two writes, and a line cut
-// between them under load is worse than a prompt shown a little late.
+// between them is worse than a prompt shown a little late.
 const idleFlush = 500 * time.Millisecond
 
 // entryName is how entry's own lines are prefixed in text mode.
@@ -82,10 +86,16 @@ func (o *Output) reserve(names ...string) {
 // Writer returns the writer for one output stream ("stdout" or "stderr") of
 // the process name, to be set as its cmd.Stdout or cmd.Stderr. Each line
 // written to it is written out with its prefix once its newline arrives; a
-// partial line is written when the process is idle for a moment, or at
-// Close. It never fails: a child must not block because entry's own output
-// is broken, so errors from the destination are dropped.
+// partial line is written when no write came for a moment, or at Close.
+// It never fails: a child must not block because entry's own output is
+// broken, so errors from the destination are dropped.
 func (o *Output) Writer(name, stream string) io.WriteCloser {
+	w := o.lineWriter(name, stream)
+	w.timed = true
+	return w
+}
+
+func (o *Output) lineWriter(name, stream string) *lineWriter {
 	o.reserve(name)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -105,6 +115,98 @@ func (o *Output) Writer(name, stream string) io.WriteCloser {
 		w.prefix = []byte(pad(name, o.width) + " | ")
 	}
 	return w
+}
+
+// pipe is one output stream of a child: a pipe whose write end the child
+// gets, and whose read end entry copies to a lineWriter.
+//
+// Owning the read end lets entry tell a child that paused mid-line from a
+// line whose rest is already in the pipe but not read yet (entry itself was
+// slow): a partial line is written only once the pipe has stayed empty for
+// idleFlush. With os/exec's own pipes only the time between writes is
+// known, and a busy entry would cut lines.
+type pipe struct {
+	child *os.File // for cmd.Stdout or cmd.Stderr; closed by started
+	r     *os.File
+	w     *lineWriter
+	done  chan struct{}
+}
+
+// pipe makes the pipe for stream of the process name and starts copying it.
+func (o *Output) pipe(name, stream string) (*pipe, error) {
+	r, child, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p := &pipe{child: child, r: r, w: o.lineWriter(name, stream), done: make(chan struct{})}
+	go p.copy()
+	return p, nil
+}
+
+// started closes entry's copy of the child's end, so that the read end
+// sees EOF once the child and whatever inherited the pipe are gone.
+func (p *pipe) started() {
+	p.child.Close()
+}
+
+// drain waits until everything written to the pipe has been copied, which
+// is when the last writer closed it, but not past deadline: a descendant
+// that kept the pipe open is not waited for (os/exec's WaitDelay answers
+// the same problem, golang/go#23019). Then it writes out the final partial
+// line. Call it once, after started.
+func (p *pipe) drain(deadline time.Time) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+	}
+	p.r.Close() // ends the copy if a descendant still holds the pipe
+	<-p.done
+	p.w.Close()
+}
+
+// abandon is drain for a child that never started.
+func (p *pipe) abandon() {
+	p.child.Close()
+	p.drain(time.Now())
+}
+
+func (p *pipe) copy() {
+	defer close(p.done)
+	buf := make([]byte, 32<<10)
+	for {
+		var deadline time.Time
+		if p.w.pending() {
+			deadline = time.Now().Add(idleFlush)
+		}
+		if err := p.r.SetReadDeadline(deadline); err != nil {
+			return
+		}
+		n, err := p.r.Read(buf)
+		p.w.Write(buf[:n])
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !p.unread() {
+				p.w.flushPartial()
+			}
+		case err != nil:
+			return
+		}
+	}
+}
+
+// unread reports whether the pipe holds bytes not read yet.
+func (p *pipe) unread() bool {
+	rc, err := p.r.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) // FIONREAD
+	})
+	return n > 0
 }
 
 // Entry returns a writer for entry's own log records, one record per Write,
@@ -147,6 +249,8 @@ type lineWriter struct {
 	dst    io.Writer
 	prefix []byte
 
+	timed bool // write a partial line after idleFlush without writes
+
 	mu      sync.Mutex
 	partial []byte
 	out     []byte // scratch for the formatted lines of one Write
@@ -186,7 +290,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		p = p[i+1:]
 	}
 	w.flush()
-	if len(w.partial) > 0 {
+	if w.timed && len(w.partial) > 0 {
 		if w.idle == nil {
 			w.idle = time.AfterFunc(idleFlush, w.flushPartial)
 		} else {
@@ -210,6 +314,13 @@ func (w *lineWriter) Close() error {
 	}
 	w.flush()
 	return nil
+}
+
+// pending reports whether a partial line waits for its newline.
+func (w *lineWriter) pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.partial) > 0
 }
 
 func (w *lineWriter) flushPartial() {

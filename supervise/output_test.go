@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -244,3 +246,46 @@ func BenchmarkOutput(b *testing.B) {
 type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// TestOutputPipe feeds a pipe as a child would: lines, a pause mid-line
+// shorter than the idle delay, a prompt, and a descendant that keeps the
+// pipe open after the child is gone.
+func TestOutputPipe(t *testing.T) {
+	var stdout lockedBuffer
+	o := NewOutput(&stdout, &stdout, "text", false)
+	p, err := o.pipe("web.1", "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := p.child
+	fd, err := syscall.Dup(int(child.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	descendant := os.NewFile(uintptr(fd), "descendant")
+	defer descendant.Close()
+	p.started() // entry's copy of the child's end
+
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for stdout.String() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("got %q, want %q", stdout.String(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	descendant.Write([]byte("one\ntw"))
+	waitFor("web.1 | one\n")
+	descendant.Write([]byte("o\nPassword: "))
+	waitFor("web.1 | one\nweb.1 | two\nweb.1 | Password: \n")
+
+	descendant.Write([]byte("last words"))
+	start := time.Now()
+	p.drain(time.Now().Add(100 * time.Millisecond))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("drain took %v with a descendant holding the pipe", took)
+	}
+	waitFor("web.1 | one\nweb.1 | two\nweb.1 | Password: \nweb.1 | last words\n")
+}

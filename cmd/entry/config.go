@@ -54,6 +54,7 @@ type config struct {
 	spec
 	deps      []dependency
 	notes     []string // things skipped during discovery, shown by `entry config` and logged
+	warnings  []string // unknown ENTRY_* variables, logged as warnings
 	release   []string // release steps from ENTRY_RELEASE; Procfile release: lines join later
 	lock      bool
 	stop      syscall.Signal
@@ -89,7 +90,28 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if err := c.validate(getenv); err != nil {
 		return nil, err
 	}
+	c.warnings = unknownVars(os.Environ())
 	return c, nil
+}
+
+// unknownVars lists ENTRY_* variables entry does not know: a typo such as
+// ENTRY_WAIT_TIMOUT would otherwise be ignored without a word.
+func unknownVars(environ []string) []string {
+	var keys strings.Builder
+	var s spec
+	_ = envconfig.Usagef("entry", &s, &keys, "{{range .}}{{usage_key .}}\n{{end}}")
+	known := map[string]bool{"ENTRY_WAIT_FILE": true}
+	for _, k := range strings.Fields(keys.String()) {
+		known[k] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "ENTRY_") && !known[k] && !strings.HasPrefix(k, "ENTRY_STOP_SIGNAL_") {
+			out = append(out, fmt.Sprintf("unknown variable %s is ignored (entry help lists them all)", k))
+		}
+	}
+	return out
 }
 
 func typeWord(t string) string {

@@ -61,7 +61,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, d := range c.deps {
-		fmt.Fprintf(tw, "  %s\t%s\tfrom %s\n", d.kind, d.target, d.source)
+		fmt.Fprintf(tw, "  %s\tfrom %s\n", d.target, d.source)
 	}
 	tw.Flush()
 	for _, n := range c.notes {

@@ -91,6 +91,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	level, _ := parseLevel(c.LogLevel)
 	log := newLogger(stderr, c.LogFormat, level)
+	for _, w := range c.warnings {
+		log.Warn(w)
+	}
 
 	var procs []procfile.Entry
 	if inv.verb == "procfile" || inv.verb == "config" {
@@ -269,24 +272,16 @@ func (e *entry) wait(ctx context.Context, sigs <-chan os.Signal, checks []readin
 	if err == nil {
 		return 0
 	}
-	var perm *readiness.PermanentError
-	switch {
-	case errors.As(err, &perm):
-		if perm.Hint != "" {
-			e.log.Error(err.Error(), "hint", perm.Hint)
-		} else {
-			e.log.Error(err.Error())
-		}
-	default:
-		e.log.Error(err.Error())
-	}
+	// A *readiness.PermanentError's text already carries its hint.
+	e.log.Error(err.Error())
 	return exitUnavailable
 }
 
 // checkers builds one probe per dependency; constructors validate what parsing could not.
+// From then on each dependency is shown as its checker names it, the same in every output.
 func (c *config) checkers() ([]readiness.Checker, error) {
 	var out []readiness.Checker
-	for _, d := range c.deps {
+	for i, d := range c.deps {
 		var ch readiness.Checker
 		var err error
 		switch d.kind {
@@ -304,6 +299,7 @@ func (c *config) checkers() ([]readiness.Checker, error) {
 		if err != nil {
 			return nil, badVar(d.source, "%s: %v", d.target, err)
 		}
+		c.deps[i].target = ch.String()
 		out = append(out, ch)
 	}
 	return out, nil
@@ -327,12 +323,8 @@ func check(ctx context.Context, w io.Writer, c *config, checks []readiness.Check
 		state, detail := "up", ""
 		if r.Err != nil {
 			state, detail, status = "down", r.Err.Error(), exitUnavailable
-			var perm *readiness.PermanentError
-			if errors.As(r.Err, &perm) {
+			if perm := (*readiness.PermanentError)(nil); errors.As(r.Err, &perm) {
 				state = "fatal"
-				if perm.Hint != "" {
-					detail += " (hint: " + perm.Hint + ")"
-				}
 			}
 		}
 		fmt.Fprintf(w, "%-44s %-20s %-6s %9s  %s\n", c.deps[i].target, c.deps[i].source, state, r.Latency.Round(time.Millisecond), detail)
