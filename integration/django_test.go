@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/entry-dev/entry/internal/throwaway"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -93,6 +96,8 @@ func TestDjangoGracefulStop(t *testing.T) {
 func TestDjangoWorkerCrash(t *testing.T) {
 	a := newDjangoApp(t)
 	dbURL := a.useLocalServices(t)
+	health := djangoFreeAddr(t)
+	a.env["ENTRY_HEALTH_ADDR"] = health
 	p := startDjangoStack(t, a)
 	taskRoundTrip(t, a, dbURL, "before", 30*time.Second)
 
@@ -112,6 +117,15 @@ func TestDjangoWorkerCrash(t *testing.T) {
 		return w != 0 && w != worker
 	})
 	taskRoundTrip(t, a, dbURL, "after", 60*time.Second)
+	restarts := -1
+	for _, proc := range djangoStatus(t, health).Processes {
+		if proc.Name == "worker.1" {
+			restarts = proc.Restarts
+		}
+	}
+	if restarts != 1 {
+		t.Errorf("/status: got worker.1 restarts %d, want 1", restarts)
+	}
 
 	p.signal(t, syscall.SIGTERM)
 	if got := p.wait(t, 60*time.Second); got != 0 {
@@ -184,6 +198,8 @@ func TestDjangoShell(t *testing.T) {
 	cmd.Env = a.environ()
 	out := newDjangoOutput()
 	cmd.Stdout, cmd.Stderr = out, out
+	// After a kill, the pty's other side may keep the output pipe open for a moment.
+	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -191,8 +207,9 @@ func TestDjangoShell(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	var waitErr error
+	done := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		select {
 		case <-done:
@@ -210,12 +227,115 @@ func TestDjangoShell(t *testing.T) {
 	out.waitFor(t, "answer 42", 10*time.Second)
 	io.WriteString(stdin, "raise SystemExit(0)\n")
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("script: %v, want exit 0", err)
+	case <-done:
+		if waitErr != nil {
+			t.Errorf("script: %v, want exit 0", waitErr)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("shell still running 30s after exit")
 	}
 	stdin.Close()
+}
+
+// TestDjangoColdStart: entry starts before Postgres, Redis and RabbitMQ (as in a cold
+// `docker compose up`), waits for them, migrates, and runs web, worker and beat; the
+// first request is served, a task goes through RabbitMQ and back, beat ticks, the
+// health endpoints answer, and a SIGTERM stops everything with status 0. No password
+// appears in anything entry or the processes print.
+func TestDjangoColdStart(t *testing.T) {
+	const pgPass, redisPass, amqpPass = "pg-S3cret-cold", "redis-S3cret-cold", "amqp-S3cret-cold"
+	pg := throwaway.NewPostgres(t, throwaway.PostgresOptions{Password: pgPass, Databases: []string{"app"}})
+	rd := throwaway.NewRedis(t, throwaway.RedisOptions{RequirePass: redisPass})
+	mq := throwaway.NewRabbitMQ(t, throwaway.RabbitOptions{User: "app", Password: amqpPass})
+
+	a := newDjangoApp(t)
+	health := djangoFreeAddr(t)
+	dbURL := pg.URL("postgres", pgPass, "app")
+	a.env["DATABASE_URL"] = dbURL
+	a.env["REDIS_URL"] = rd.URL("", redisPass, 0)
+	a.env["CELERY_BROKER_URL"] = mq.DefaultURL()
+	a.env["ENTRY_HEALTH_ADDR"] = health
+	a.env["ENTRY_WAIT_TIMEOUT"] = "120s"
+	a.env["ENTRY_STOP_TIMEOUT"] = "20s"
+	p := startDjangoEntry(t, a.dir, a.environ())
+	// entry is probing (and failing) before any server exists.
+	p.out.waitFor(t, pg.Addr(), 10*time.Second)
+
+	start := time.Now()
+	mq.Start()
+	pg.Start()
+	rd.Start()
+	djangoWaitHTTP(t, p, "http://"+a.web+"/db/", 120*time.Second)
+	t.Logf("servers started → first HTTP 200: %v", time.Since(start).Round(time.Millisecond))
+
+	var v struct{ Items, Hits int }
+	if code, err := djangoGet("http://"+a.web+"/db/", &v); err != nil || code != http.StatusOK || v.Hits < 2 || v.Items < 3 {
+		t.Errorf("/db/: got %d %+v %v, want 200 with hits >= 2 and items >= 3", code, v, err)
+	}
+	rt := time.Now()
+	taskRoundTrip(t, a, dbURL, "cold", 60*time.Second)
+	t.Logf("task round trip through RabbitMQ: %v", time.Since(rt).Round(time.Millisecond))
+	djangoPoll(t, 30*time.Second, "beat's ticks", func() bool {
+		var v struct{ Ticks int }
+		code, err := djangoGet("http://"+a.web+"/ticks/", &v)
+		return err == nil && code == http.StatusOK && v.Ticks >= 2
+	})
+
+	for _, path := range []string{"/livez", "/readyz"} {
+		if code, err := djangoGet("http://"+health+path, nil); err != nil || code != http.StatusOK {
+			t.Errorf("%s: got %d %v, want 200", path, code, err)
+		}
+	}
+	st := djangoStatus(t, health)
+	if st.Phase != "running" || !st.Ready || len(st.Processes) != 3 {
+		t.Errorf("/status: got %+v, want phase running, ready, 3 processes", st)
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	if got := p.wait(t, 60*time.Second); got != 0 {
+		t.Errorf("entry exit status: got %d, want 0", got)
+	}
+	out := p.out.String()
+	for _, name := range []string{"web.1", "worker.1", "beat.1"} {
+		// Names are padded to a common width, as honcho does.
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` *\| `).MatchString(out) {
+			t.Errorf("no line prefixed %q in the output", name+" | ")
+		}
+	}
+	for _, secret := range []string{pgPass, redisPass, amqpPass} {
+		if strings.Contains(out, secret) {
+			t.Errorf("password %q in the output", secret)
+		}
+	}
+}
+
+// TestDjangoWrongPassword: a database that refuses the password is not retried until
+// the deadline: entry exits 69 (EX_UNAVAILABLE) at once, starts nothing, and prints the
+// password in no form (raw or URL-encoded).
+func TestDjangoWrongPassword(t *testing.T) {
+	pg := throwaway.NewPostgres(t, throwaway.PostgresOptions{Password: "right-pw", Databases: []string{"app"}})
+	pg.StartAndWait()
+	const wrong = "wr0ng:p@ss/w%rd"
+	a := newDjangoApp(t)
+	a.env["DATABASE_URL"] = pg.URL("postgres", wrong, "app")
+	a.env["ENTRY_WAIT_TIMEOUT"] = "120s"
+
+	start := time.Now()
+	p := startDjangoEntry(t, a.dir, a.environ())
+	// Far below ENTRY_WAIT_TIMEOUT: a refusal is final, not a reason to wait.
+	if got := p.wait(t, 30*time.Second); got != 69 {
+		t.Errorf("entry exit status: got %d, want 69", got)
+	}
+	t.Logf("exit 69 after %v", time.Since(start).Round(time.Millisecond))
+	out := p.out.String()
+	for _, s := range []string{wrong, url.QueryEscape(wrong), url.PathEscape(wrong), "wr0ng"} {
+		if strings.Contains(out, s) {
+			t.Errorf("password (%q) in the output:\n%s", s, out)
+		}
+	}
+	for _, prefix := range []string{"web.1 ", "Operations to perform"} {
+		if strings.Contains(out, prefix) {
+			t.Errorf("%q in the output: something ran after the wait failed", prefix)
+		}
+	}
 }

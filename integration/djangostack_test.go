@@ -178,6 +178,13 @@ func djangoDeleteQueue(t *testing.T, name string) {
 	if err := ch.ExchangeDelete(name, false, false); err != nil {
 		t.Errorf("delete exchange %s: %v", name, err)
 	}
+	// Celery's own exchanges go too, unless another test's workers still use them (the
+	// broker then refuses and closes the channel, hence one channel each).
+	for _, x := range []string{"celeryev", "celery.pidbox"} {
+		if ch, err := conn.Channel(); err == nil {
+			ch.ExchangeDelete(x, true, false)
+		}
+	}
 }
 
 // djangoRedisDel deletes one key with a hand-written RESP command (no Redis client in go.mod).
@@ -450,4 +457,24 @@ func djangoMark(t *testing.T, dbURL, token string) string {
 func djangoWaitMark(t *testing.T, dbURL, token, state string, d time.Duration) {
 	t.Helper()
 	djangoPoll(t, d, token+" "+state, func() bool { return djangoMark(t, dbURL, token) == state })
+}
+
+// djangoStatusReply is the part of entry's /status the tests read.
+type djangoStatusReply struct {
+	Phase     string
+	Ready     bool
+	Processes []struct {
+		Name     string
+		State    string
+		Restarts int
+	}
+}
+
+func djangoStatus(t *testing.T, addr string) djangoStatusReply {
+	t.Helper()
+	var st djangoStatusReply
+	if code, err := djangoGet("http://"+addr+"/status", &st); err != nil || code != http.StatusOK {
+		t.Fatalf("/status: got %d %v, want 200 with JSON", code, err)
+	}
+	return st
 }

@@ -133,7 +133,9 @@ func dockerfileGoBuildCmd(t *testing.T, ins []dockerInstruction) dockerGoBuild {
 }
 
 func TestDockerfileExample(t *testing.T) {
-	ins := parseDockerfileExample(t, filepath.Join(djangoModuleRoot(t), "Dockerfile.example"))
+	path := filepath.Join(djangoModuleRoot(t), "Dockerfile.example")
+	filesCheckVars(t, path)
+	ins := parseDockerfileExample(t, path)
 
 	var froms []dockerInstruction
 	final := -1 // index of the last FROM

@@ -78,20 +78,18 @@ func badURL(kind string) error {
 		"(percent-encode reserved characters such as / ? # @ : % in the user name and password)")
 }
 
-// strayAt reports whether '@' appears after the host of a URL that has no
-// user info. That almost always means a password with an unescaped '/', '?'
-// or '#' ("postgres://app:pa/ss@db/app" parses as host "app" and database
-// "ss@db/app"), which would put part of the password in logs.
+// strayAt reports whether '@' appears after the host of a URL. That almost
+// always means a password with an unescaped '/', '?' or '#'
+// ("postgres://app:pa/ss@db/app" parses as host "app" and database
+// "ss@db/app"), which would put part of the password in logs. A real '@' in
+// a path or query must be written %40.
 func strayAt(raw string) bool {
 	_, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return false
 	}
 	i := strings.IndexAny(rest, "/?#")
-	if i < 0 {
-		return false
-	}
-	return !strings.Contains(rest[:i], "@") && strings.Contains(rest[i:], "@")
+	return i >= 0 && strings.Contains(rest[i:], "@")
 }
 
 // atsInAuthority counts the '@' between "://" and the path. More than one

@@ -1,4 +1,5 @@
-// Package supervise runs processes the way an init must: one owner of
-// wait4(-1) that reaps every child and orphan without losing an exit status,
-// signal forwarding, a bounded stop sequence and clean-up of leftovers.
+// Package supervise runs entry's children the way an init must: one owner of
+// wait4(-1) that reaps orphans without losing any child's exit status, signal
+// forwarding, bounded stops and clean-up of leftovers, for one main process
+// (Run) or a Procfile group.
 package supervise

@@ -26,7 +26,7 @@ type Process struct {
 // GroupOptions configures RunGroup. Output receives the children's lines
 // (nil discards them); Health, when set, records states; Log, when set,
 // receives entry's own lines. StopTimeout is the one grace for all
-// processes between the stop signals and SIGKILL.
+// processes between the stop signals and SIGKILL (0 kills at once).
 type GroupOptions struct {
 	Restart     Restart
 	StopTimeout time.Duration
@@ -67,65 +67,10 @@ const waitDelay = 2 * time.Second
 //
 // The last line logged names the process and the cause.
 func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Signal, opt GroupOptions) int {
-	return runGroup(ctx, r, procs, sigs, opt, realClock())
-}
-
-// clock is the group's time, replaced in tests.
-type clock struct {
-	now    func() time.Time
-	after  func(time.Duration) <-chan time.Time
-	jitter func() float64
-}
-
-func realClock() clock {
-	return clock{now: time.Now, after: time.After, jitter: rand.Float64}
-}
-
-// member is a Process and what the group knows of it.
-type member struct {
-	Process
-	state    string
-	cmd      *exec.Cmd
-	started  time.Time
-	hist     history
-	restarts int
-	sent     uint64 // signals sent during the stop, as a bit mask
-	killed   bool   // got SIGKILL at the deadline
-}
-
-func (m *member) alive() bool {
-	return m.state == StateRunning || m.state == StateStopping
-}
-
-type event struct {
-	m    *member
-	exit Exit
-	due  bool // the backoff before a restart is over
-}
-
-type group struct {
-	r      *Reaper
-	opt    GroupOptions
-	log    *slog.Logger
-	clock  clock
-	events chan event
-	quit   chan struct{}
-
-	members  []*member
-	stopping bool
-	stopAt   time.Time
-	kill     <-chan time.Time
-	request  string // what asked for the stop, when something did
-	cause    string // what stopped the group by itself
-	status   int
-}
-
-func runGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Signal, opt GroupOptions, clk clock) int {
 	g := &group{
 		r:      r,
 		opt:    opt,
 		log:    opt.Log,
-		clock:  clk,
 		events: make(chan event),
 		quit:   make(chan struct{}),
 	}
@@ -186,6 +131,44 @@ func runGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 	return g.finish()
 }
 
+// member is a Process and what the group knows of it.
+type member struct {
+	Process
+	state    string
+	cmd      *exec.Cmd
+	started  time.Time
+	hist     history
+	restarts int
+	sent     uint64 // signals sent during the stop, as a bit mask
+	killed   bool   // got SIGKILL at the deadline
+}
+
+func (m *member) alive() bool {
+	return m.state == StateRunning || m.state == StateStopping
+}
+
+type event struct {
+	m    *member
+	exit Exit
+	due  bool // the backoff before a restart is over
+}
+
+type group struct {
+	r      *Reaper
+	opt    GroupOptions
+	log    *slog.Logger
+	events chan event
+	quit   chan struct{}
+
+	members  []*member
+	stopping bool
+	stopAt   time.Time
+	kill     <-chan time.Time
+	request  string // what asked for the stop, when something did
+	cause    string // what stopped the group by itself
+	status   int
+}
+
 // running reports whether the loop has anything left to wait for.
 func (g *group) running() bool {
 	for _, m := range g.members {
@@ -233,7 +216,7 @@ func (g *group) start(m *member) {
 	for _, p := range pipes {
 		p.started()
 	}
-	m.cmd, m.state, m.started, m.sent, m.killed = cmd, StateRunning, g.clock.now(), 0, false
+	m.cmd, m.state, m.started, m.sent, m.killed = cmd, StateRunning, time.Now(), 0, false
 	g.opt.Health.set(m.Name, StateRunning, cmd.Process.Pid)
 	if m.restarts == 0 {
 		g.log.Info("process started", "process", m.Name, "pid", cmd.Process.Pid)
@@ -280,14 +263,14 @@ func (g *group) exited(m *member, e Exit) {
 		}
 		return
 	}
-	now := g.clock.now()
+	now := time.Now()
 	uptime := now.Sub(m.started)
 	level := slog.LevelWarn
 	if e.Status() == 0 {
 		level = slog.LevelInfo
 	}
 	g.log.Log(context.Background(), level, "process exited", "process", m.Name, "pid", e.Pid, "exit", e.String(), "uptime", uptime.Round(time.Millisecond))
-	d := m.hist.next(g.opt.Restart, e, uptime, now, g.clock.jitter())
+	d := m.hist.next(g.opt.Restart, e, uptime, now, rand.Float64())
 	switch {
 	case d.restart:
 		m.restarts++
@@ -296,7 +279,7 @@ func (g *group) exited(m *member, e Exit) {
 		g.log.Info("restarting process", "process", m.Name, "restart", m.restarts, "backoff", d.delay.Round(time.Millisecond))
 		go func() {
 			select {
-			case <-g.clock.after(d.delay):
+			case <-time.After(d.delay):
 				select {
 				case g.events <- event{m: m, due: true}:
 				case <-g.quit:
@@ -330,8 +313,8 @@ func (g *group) stop(sig syscall.Signal, reason string) {
 		return
 	}
 	g.stopping = true
-	g.stopAt = g.clock.now()
-	g.kill = g.clock.after(g.opt.StopTimeout)
+	g.stopAt = time.Now()
+	g.kill = time.After(g.opt.StopTimeout)
 	if g.cause == "" {
 		g.request = reason
 	}

@@ -141,8 +141,8 @@ func TestGroupRestart(t *testing.T) {
 	if status, _ := g.wait(); status != 0 {
 		t.Errorf("got status %d, want 0 after a requested stop:\n%s", status, g.errOutput())
 	}
-	if !strings.Contains(g.output(), "web.1    | got SIGTERM") {
-		t.Errorf("web.1 did not get SIGTERM:\n%s", g.output())
+	if !strings.Contains(g.errOutput(), "web.1    | got SIGTERM") {
+		t.Errorf("web.1 did not get SIGTERM:\n%s", g.errOutput())
 	}
 	if strings.Contains(g.errOutput(), "restart=5") {
 		t.Errorf("restarted during the stop:\n%s", g.errOutput())
@@ -168,8 +168,8 @@ func TestGroupCrashLoop(t *testing.T) {
 	if got := g.lastLine(); !strings.Contains(got, "stopped: worker.1 is crash-looping: exited with status 3 after 3 restarts") || !strings.Contains(got, "status=3") {
 		t.Errorf("got last line %q, want it to name worker.1 and the crash loop", got)
 	}
-	if !strings.Contains(g.output(), "web.1    | got SIGTERM") {
-		t.Errorf("web.1 was not stopped:\n%s", g.output())
+	if !strings.Contains(g.errOutput(), "web.1    | got SIGTERM") {
+		t.Errorf("web.1 was not stopped:\n%s", g.errOutput())
 	}
 }
 
@@ -210,7 +210,8 @@ func TestGroupOnFailureCleanExit(t *testing.T) {
 }
 
 // TestGroupParallelStop: three processes that each need a second to stop
-// stop together, not one after the other.
+// stop together, not one after the other: each got TERM before any was
+// done cleaning up.
 func TestGroupParallelStop(t *testing.T) {
 	t.Parallel()
 	cmd := childCmd("slowstop", "1s")
@@ -222,12 +223,29 @@ func TestGroupParallelStop(t *testing.T) {
 	if status != 0 {
 		t.Errorf("got status %d, want 0:\n%s", status, g.errOutput())
 	}
-	if took := at.Sub(sent); took < time.Second || took > 2500*time.Millisecond {
-		t.Errorf("stop took %v, want about 1 s (3 s would be serial)", took)
+	var lastTerm, firstDone int64
+	terms, dones := 0, 0
+	for _, l := range strings.Split(g.output(), "\n") {
+		_, l, _ = strings.Cut(l, "| ")
+		var ns int64
+		if _, err := fmt.Sscanf(l, "term at %d", &ns); err == nil {
+			terms++
+			lastTerm = max(lastTerm, ns)
+		}
+		if _, err := fmt.Sscanf(l, "clean stop at %d", &ns); err == nil {
+			dones++
+			if firstDone == 0 || ns < firstDone {
+				firstDone = ns
+			}
+		}
 	}
-	if n := strings.Count(g.output(), "| clean stop"); n != 3 {
-		t.Errorf("got %d clean stops, want 3:\n%s", n, g.output())
+	if terms != 3 || dones != 3 {
+		t.Fatalf("got %d TERMs and %d clean stops, want 3 of each:\n%s", terms, dones, g.output())
 	}
+	if lastTerm >= firstDone {
+		t.Errorf("a process got TERM %v after another had stopped: the stop is serial", time.Duration(lastTerm-firstDone))
+	}
+	t.Logf("stop took %v", at.Sub(sent))
 	if got := g.lastLine(); !strings.Contains(got, "stopped: received SIGTERM; every process exited") || !strings.Contains(got, "status=0") {
 		t.Errorf("got last line %q", got)
 	}
@@ -240,16 +258,21 @@ func TestGroupSignals(t *testing.T) {
 	cmd := childCmd("report")
 	g := startGroup(t, fmt.Sprintf("web: %s\nnginx: %s\nuwsgi: %s\n", cmd, cmd, cmd), "-stop", "nginx=SIGQUIT,uwsgi=SIGINT")
 	g.expectAll(`web.1 +\| ready`, `nginx.1 +\| ready`, `uwsgi.1 +\| ready`)
+	// One at a time: a Go child gets pending signals in number order.
 	g.signal(syscall.SIGHUP)
+	g.expectAll(`web.1 +\| got SIGHUP`, `nginx.1 +\| got SIGHUP`, `uwsgi.1 +\| got SIGHUP`)
 	g.signal(syscall.SIGUSR1)
+	g.expectAll(`web.1 +\| got SIGUSR1`, `nginx.1 +\| got SIGUSR1`, `uwsgi.1 +\| got SIGUSR1`)
 	g.signal(syscall.SIGTERM)
 	if status, _ := g.wait(); status != 0 {
 		t.Errorf("got status %d, want 0:\n%s", status, g.errOutput())
 	}
 	got := map[string][]string{}
-	for _, l := range strings.Split(strings.TrimSpace(g.output()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(g.errOutput()), "\n") {
 		name, line, _ := strings.Cut(l, " | ")
-		got[strings.TrimSpace(name)] = append(got[strings.TrimSpace(name)], line)
+		if strings.HasPrefix(line, "got ") {
+			got[strings.TrimSpace(name)] = append(got[strings.TrimSpace(name)], line)
+		}
 	}
 	for name, stop := range map[string]string{"web.1": "SIGTERM", "nginx.1": "SIGQUIT", "uwsgi.1": "SIGINT"} {
 		want := "got SIGHUP,got SIGUSR1,got " + stop
@@ -344,5 +367,24 @@ func TestGroupHealth(t *testing.T) {
 	g.signal(syscall.SIGTERM)
 	if status, _ := g.wait(); status != 0 {
 		t.Errorf("got status %d, want 0:\n%s", status, g.errOutput())
+	}
+}
+
+// TestGroupLeftovers: a descendant that escaped its process group is
+// stopped once the processes are gone, and RunGroup returns at once.
+func TestGroupLeftovers(t *testing.T) {
+	t.Parallel()
+	g := startGroup(t, fmt.Sprintf("web: setsid sleep 1000 >/dev/null 2>&1 & exec %s\n", childCmd("report")))
+	g.expect(`web.1 +\| ready`)
+	g.signal(syscall.SIGTERM)
+	if status, _ := g.wait(); status != 0 {
+		t.Errorf("got status %d, want 0:\n%s", status, g.errOutput())
+	}
+	out := g.errOutput()
+	if !strings.Contains(out, "web.1 | got SIGTERM") || !strings.Contains(out, `leftover processes" count=1`) {
+		t.Errorf("want web.1 stopped, then the leftover sleep:\n%s", out)
+	}
+	if got := g.lastLine(); !strings.Contains(got, "stopped: received SIGTERM; every process exited") {
+		t.Errorf("got last line %q", got)
 	}
 }

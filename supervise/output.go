@@ -19,9 +19,10 @@ const MaxLine = 64 << 10
 
 // idleFlush is how long a partial line waits for its newline before it is
 // written anyway, so that prompts show. It is long next to goreman's 2 ms:
-// Python writes print()'s text and its newline in two writes, and a line cut
-// between them is worse than a prompt shown a little late.
-const idleFlush = 500 * time.Millisecond
+// Python writes print()'s text and its newline in two writes, a child can
+// be starved of CPU between them, and a cut line is worse than a prompt
+// shown a little late.
+const idleFlush = time.Second
 
 // entryName is how entry's own lines are prefixed in text mode.
 const entryName = "entry"
@@ -39,9 +40,11 @@ const entryName = "entry"
 //
 //	{"time":"2025-01-02T03:04:05.678Z","process":"web.1","stream":"stdout","line":"GET / 200"}
 //
-// Every write to stdout or stderr holds one lock, and holds only whole
-// lines, so lines are never cut or interleaved, whichever process or entry
-// itself wrote them.
+// Every write to stdout or stderr holds one lock and only whole lines, so
+// lines are never cut or interleaved, whichever process or entry itself
+// (through Entry) wrote them. Writes carry at most 4 KiB (PIPE_BUF) unless
+// one line is longer, so that even a writer outside the lock cannot split
+// them on a pipe.
 type Output struct {
 	stdout, stderr io.Writer
 	json, color    bool
@@ -334,9 +337,16 @@ func (w *lineWriter) flushPartial() {
 	w.flush()
 }
 
+// atomicWrite is PIPE_BUF: a write to a pipe up to this size is never
+// interleaved with another process's or thread's write, even one that
+// does not take the Output's lock.
+const atomicWrite = 4096
+
 // line formats one line into w.out. Whole lines from one Write are written
-// together, which keeps the syscalls per line well below one.
+// together, up to atomicWrite bytes at a time (or one longer line), which
+// keeps the syscalls per line well below one.
 func (w *lineWriter) line(b []byte) {
+	start := len(w.out)
 	if w.o.json {
 		w.out = append(w.out, `{"time":"`...)
 		w.out = w.o.now().UTC().AppendFormat(w.out, "2006-01-02T15:04:05.000Z07:00")
@@ -348,22 +358,28 @@ func (w *lineWriter) line(b []byte) {
 		w.out = append(w.out, b...)
 		w.out = append(w.out, '\n')
 	}
-	if len(w.out) >= MaxLine {
-		w.flush()
+	if len(w.out) > atomicWrite && start > 0 {
+		w.write(w.out[:start])
+		w.out = append(w.out[:0], w.out[start:]...)
 	}
 }
 
+// flush writes out the formatted lines.
 func (w *lineWriter) flush() {
 	if len(w.out) == 0 {
 		return
 	}
-	w.o.mu.Lock()
-	_, _ = w.dst.Write(w.out)
-	w.o.mu.Unlock()
+	w.write(w.out)
 	w.out = w.out[:0]
 	if cap(w.out) > 4*MaxLine {
 		w.out = nil // a burst of long lines must not pin a big buffer
 	}
+}
+
+func (w *lineWriter) write(b []byte) {
+	w.o.mu.Lock()
+	defer w.o.mu.Unlock()
+	_, _ = w.dst.Write(b)
 }
 
 // runeCut returns where to cut p, at most room bytes in, so that the next

@@ -13,18 +13,36 @@ import (
 	"time"
 )
 
-// lockedBuffer is a destination that records each Write separately.
+// lockedBuffer is a destination that checks each Write: whole lines only,
+// and not above PIPE_BUF unless it is a single line.
 type lockedBuffer struct {
 	mu     sync.Mutex
 	buf    bytes.Buffer
 	writes int
+	bad    []string
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.writes++
+	if len(p) > 0 && p[len(p)-1] != '\n' {
+		b.bad = append(b.bad, fmt.Sprintf("write %d does not end a line", b.writes))
+	}
+	if n := bytes.Count(p, []byte("\n")); len(p) > atomicWrite && n > 1 {
+		b.bad = append(b.bad, fmt.Sprintf("write %d has %d bytes in %d lines", b.writes, len(p), n))
+	}
 	return b.buf.Write(p)
+}
+
+// check reports the bad writes seen.
+func (b *lockedBuffer) check(t *testing.T) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, bad := range b.bad {
+		t.Error(bad)
+	}
 }
 
 func (b *lockedBuffer) String() string {
@@ -63,6 +81,7 @@ func TestOutputText(t *testing.T) {
 		if got := stderr.String(); got != "" {
 			t.Errorf("%s: got stderr %q, want none", tt.name, got)
 		}
+		stdout.check(t)
 	}
 }
 
@@ -171,6 +190,7 @@ func TestOutputLongLines(t *testing.T) {
 	if !strings.HasPrefix(got[1], "€") {
 		t.Errorf("first cut split a rune: second piece starts %q", got[1][:3])
 	}
+	stdout.check(t)
 }
 
 func TestOutputIdleFlush(t *testing.T) {
@@ -215,6 +235,7 @@ func TestOutputConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	stdout.check(t)
 	next := make(map[string]int)
 	for _, l := range strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n") {
 		name, rest, ok := strings.Cut(l, " | ")

@@ -57,7 +57,10 @@ func SetSubreaper() error {
 	return nil
 }
 
-// Start starts cmd and returns a channel that receives its Exit once.
+// Start starts cmd and returns a channel that receives its Exit once. The
+// child starts with an empty signal mask. Holding the lock across cmd.Start
+// also keeps the reap loop away from a child whose exec failed, which
+// os/exec reaps itself.
 func (r *Reaper) Start(cmd *exec.Cmd) (<-chan Exit, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -391,6 +391,32 @@ func (p *process) expect(re string, within time.Duration) []string {
 	}
 }
 
+// expectAll reads lines until each of res has matched one, in any order.
+func (p *process) expectAll(within time.Duration, res ...string) {
+	p.t.Helper()
+	deadline := time.After(within)
+	left := make([]*regexp.Regexp, len(res))
+	for i, re := range res {
+		left[i] = regexp.MustCompile(re)
+	}
+	for len(left) > 0 {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				p.t.Fatalf("output ended before lines matching %q; output:\n%s", left, p.output())
+			}
+			for i, rx := range left {
+				if rx.MatchString(line) {
+					left = append(left[:i], left[i+1:]...)
+					break
+				}
+			}
+		case <-deadline:
+			p.t.Fatalf("no lines matching %q within %v; output:\n%s", left, within, p.output())
+		}
+	}
+}
+
 // wait returns the exit status of the process.
 func (p *process) wait(within time.Duration) int {
 	p.t.Helper()

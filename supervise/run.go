@@ -63,8 +63,9 @@ const killGrace = 5 * time.Second
 // deadline passes: stop.Timeout after the stop request or after the exit,
 // whichever came first. Run returns as soon as no child is left.
 //
-// The main process's status is always returned, whatever happens to the
-// rest. A start failure is a *StartError.
+// The main process must be entry's only child: anything else below entry
+// counts as left behind by it. Its status is always returned, whatever
+// happens to the rest. A start failure is a *StartError.
 func Run(ctx context.Context, r *Reaper, cmd *exec.Cmd, sigs <-chan os.Signal, stop StopPolicy, log *slog.Logger) (Result, error) {
 	if stop.Signal == 0 {
 		stop.Signal = syscall.SIGTERM
@@ -75,7 +76,7 @@ func Run(ctx context.Context, r *Reaper, cmd *exec.Cmd, sigs <-chan os.Signal, s
 		return Result{}, &StartError{Path: cmd.Path, Err: err}
 	}
 	p := cmd.Process
-	log.Debug("started main process", "pid", p.Pid, "foreground", tty >= 0)
+	log.Debug("started main process", "pid", p.Pid, "foreground", tty)
 
 	var (
 		res    Result
@@ -127,11 +128,6 @@ wait:
 		first = stopAt
 	}
 	cleanup(r, sigs, &res, first.Add(stop.Timeout), log)
-	if tty >= 0 {
-		if err := reclaim(tty); err != nil {
-			log.Debug("cannot take the terminal back", "err", err)
-		}
-	}
 	// Only to let os/exec copy the last output and close its pipes: the
 	// status is already known, so its ECHILD is expected.
 	_ = cmd.Wait()

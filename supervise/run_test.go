@@ -83,8 +83,7 @@ func TestSignalsReachChild(t *testing.T) {
 	p := start(t, namespaced(pid1Argv([]string{"-busy", "-timeout", "30s"}, "/usr/bin/python3", "-c", reportSignals)...)...)
 	p.expect("^pid1 up", 10*time.Second)
 	pid1 := p.pid1()
-	p.expect("^ready$", 10*time.Second)
-	p.expect("^pid1 has sent itself SIGURG", 20*time.Second)
+	p.expectAll(20*time.Second, "^ready$", "^pid1 has sent itself SIGURG")
 	for _, sig := range []syscall.Signal{
 		syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU,
 		syscall.SIGWINCH, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
@@ -183,6 +182,41 @@ func TestLeftoverGetsGrace(t *testing.T) {
 				t.Errorf("log does not mention the leftover; output:\n%s", out)
 			}
 		})
+	}
+}
+
+// A process put in the namespace from outside (docker exec, a Kubernetes
+// exec probe) is not a leftover: the clean-up after a release step leaves
+// it alone.
+func TestExecdProcessSpared(t *testing.T) {
+	t.Parallel()
+	p := start(t, namespaced(pid1Argv([]string{"-release", "read x"}, "/usr/bin/python3", "-c", reportSignals)...)...)
+	p.expect("^pid1 up", 10*time.Second)
+	probe := start(t, "nsenter", "--target", strconv.Itoa(p.pid1()), "--pid", "--mount", "--",
+		"/usr/bin/python3", "-c", reportSignals)
+	probe.expect("^ready$", 10*time.Second)
+	if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	p.expect("^ready$", 10*time.Second) // the main process, after the release step
+	var reporter int
+	for _, d := range mustDescendants(probe.cmd.Process.Pid) {
+		reporter = d.pid
+	}
+	if reporter == 0 {
+		t.Fatalf("exec'd process is gone; its output:\n%s", probe.output())
+	}
+	if err := syscall.Kill(reporter, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if m := probe.expect("^got (SIG[A-Z0-9]+)", 10*time.Second); m[1] != "SIGUSR1" {
+		t.Errorf("exec'd process got %s, want nothing before SIGUSR1", m[1])
+	}
+	if err := syscall.Kill(p.pid1(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.wait(10 * time.Second); got != 0 {
+		t.Errorf("status = %d, want 0", got)
 	}
 }
 
@@ -399,4 +433,3 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
-

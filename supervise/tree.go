@@ -2,7 +2,6 @@ package supervise
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"strconv"
 
@@ -64,22 +63,16 @@ func parentOf(pid int) (int, bool) {
 }
 
 // signalDescendants sends sig to every process below us and returns how
-// many there were. As PID 1 every other process in the namespace is one of
-// them, and kill(-1) reaches them all at once, racing no fork. Otherwise
-// each is signalled through a pidfd, after checking that the pid still
-// names a process whose parent is the one we saw, so a recycled pid is
-// not hit.
+// many there were. Even as PID 1 it does not use kill(-1): processes that
+// docker exec or a Kubernetes exec probe put in the namespace are not ours
+// to stop. Each process is signalled through a pidfd, after checking that
+// the pid still names a process whose parent is the one we saw, so a
+// recycled pid is not hit.
 func signalDescendants(sig unix.Signal) (int, error) {
 	self := os.Getpid()
 	procs, err := descendants(self)
-	if err != nil || len(procs) == 0 {
+	if err != nil {
 		return 0, err
-	}
-	if self == 1 {
-		if err := unix.Kill(-1, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-			return len(procs), err
-		}
-		return len(procs), nil
 	}
 	for _, p := range procs {
 		fd, err := unix.PidfdOpen(p.pid, 0)

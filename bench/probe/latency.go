@@ -14,20 +14,39 @@ const (
 	exitTimeout  = 30 * time.Second
 )
 
-// termCmd times SIGTERM to exit of a namespace's PID 1. ARGV's main process must print a
-// line "ready" once it and its children are in place.
+// termCmd times SIGTERM to exit of a namespace's PID 1 (ARGV: unshare ... INIT ...), once
+// its main process has printed a line "ready" and -count processes called -comm run below
+// it. Both are needed with a shell: "ready" says that it has recorded their pids, and the
+// count that they have exec'd, so a signal can no longer fall between fork and exec, where
+// the shell's own handler would swallow it.
 func termCmd(args []string, stdout io.Writer) error {
 	fs := flags("term")
 	runs := fs.Int("runs", 30, "number of runs")
 	want := fs.Int("status", 143, "exit status every run must end with")
+	comm := fs.String("comm", "sleep", "command name of the processes to wait for")
+	count := fs.Int("count", 3, "how many of them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ready := func(r *nsRun) (func(), error) {
 		err := r.waitLine(r.stdout, func(l string) bool { return l == "ready" }, readyTimeout)
+		var pid int
+		if err == nil {
+			pid, err = r.init(readyTimeout)
+		}
+		if err == nil {
+			err = r.waitComm(pid, *comm, *count, readyTimeout)
+		}
 		return func() {}, err
 	}
-	return times(stdout, *runs, fs.Args(), ready, *want)
+	for i := 0; i < *runs; i++ {
+		d, err := once(fs.Args(), nil, ready, *want)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		fmt.Fprintf(stdout, "%.3f\n", ms(d))
+	}
+	return nil
 }
 
 // waitCmd times SIGTERM to exit of "entry wait" (ARGV) as PID 1 while it waits for a
@@ -71,17 +90,6 @@ func waitCmd(args []string, stdout io.Writer) error {
 			rd = func(r *nsRun) (func(), error) { return silentServer(r, ln) }
 		}
 		d, err := once(fs.Args(), env, rd, *want)
-		if err != nil {
-			return fmt.Errorf("run %d: %w", i+1, err)
-		}
-		fmt.Fprintf(stdout, "%.3f\n", ms(d))
-	}
-	return nil
-}
-
-func times(stdout io.Writer, runs int, argv []string, ready func(*nsRun) (func(), error), want int) error {
-	for i := 0; i < runs; i++ {
-		d, err := once(argv, nil, ready, want)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,55 +23,64 @@ const lineLen = 80
 // seqDigits is the width of a line's sequence number.
 const seqDigits = 7
 
-// writeCmd writes -n lines "NAME SEQ xxx...", each lineLen bytes, to stdout in writes of
-// -buf bytes (1: one write per line, as an unbuffered Python print does). With -done DIR it
-// then waits until -of writers have finished, so that the writers of a run exit together:
-// entry (like honcho) stops the group when the first process exits.
+// writeCmd writes -n lines "NAME SEQ xxx...", each lineLen bytes, to stdout. Each write(2)
+// carries whole lines, as many as fit in -buf bytes (1: one line per write, as an
+// unbuffered Python print). With -done DIR it then records when it started and finished
+// writing, and the CPU time it used, in DIR/NAME.done and waits until -of writers have, so that the writers of a run
+// exit together: entry (like honcho) stops the group when the first process exits.
 func writeCmd(args []string, stdout io.Writer) error {
 	fs := flags("write")
 	n := fs.Int("n", 300000, "lines to write")
 	name := fs.String("name", "w1", "writer name, the first word of each line")
-	buf := fs.Int("buf", 32<<10, "bytes per write(2); 1 writes each line on its own")
+	buf := fs.Int("buf", 32<<10, "bytes per write(2) at most, rounded down to whole lines")
 	done := fs.String("done", "", "directory where finished writers meet")
 	of := fs.Int("of", 1, "writers that meet in -done")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	start := time.Now()
 	if len(*name)+seqDigits+2 >= lineLen || strings.ContainsAny(*name, " \n") {
 		return fmt.Errorf("-name %q: too long or has blanks", *name)
 	}
-	w := bufio.NewWriterSize(stdout, max(*buf, lineLen))
 	line := []byte(*name + " " + strings.Repeat("0", seqDigits) + " ")
 	line = append(line, bytes.Repeat([]byte("x"), lineLen-1-len(line))...)
 	line = append(line, '\n')
-	seq := line[len(*name)+1 : len(*name)+1+seqDigits]
+	perWrite := max(*buf/lineLen, 1)
+	out := make([]byte, 0, perWrite*lineLen)
 	for i := 1; i <= *n; i++ {
-		v := i
-		for j := seqDigits - 1; j >= 0; j-- {
+		l := len(out)
+		out = append(out, line...)
+		seq := out[l+len(*name)+1 : l+len(*name)+1+seqDigits]
+		for j, v := seqDigits-1, i; j >= 0; j, v = j-1, v/10 {
 			seq[j] = byte('0' + v%10)
-			v /= 10
 		}
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-		if *buf <= 1 {
-			if err := w.Flush(); err != nil {
+		if len(out) == cap(out) || i == *n {
+			if _, err := stdout.Write(out); err != nil {
 				return err
 			}
+			out = out[:0]
 		}
-	}
-	if err := w.Flush(); err != nil {
-		return err
 	}
 	if *done == "" {
 		return nil
 	}
-	return meet(*done, *name, *of, time.Minute)
+	end := time.Now()
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return err
+	}
+	stamps := fmt.Sprintf("%d %d %d\n", start.UnixNano(), end.UnixNano(), ru.Utime.Nano()+ru.Stime.Nano())
+	return meet(*done, *name, stamps, *of, time.Minute)
 }
 
 // meet marks name as finished in dir and returns once of writers have.
-func meet(dir, name string, of int, timeout time.Duration) error {
-	if err := os.WriteFile(filepath.Join(dir, name+".done"), nil, 0o644); err != nil {
+func meet(dir, name, stamps string, of int, timeout time.Duration) error {
+	// Written under another name and renamed, so that a .done file is never seen empty.
+	tmp := filepath.Join(dir, name+".tmp")
+	if err := os.WriteFile(tmp, []byte(stamps), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name+".done")); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(timeout)
@@ -88,6 +99,80 @@ func meet(dir, name string, of int, timeout time.Duration) error {
 	}
 }
 
+// windowCmd prints, from the .done files of a directory, the seconds from the first
+// writer's start to the last writer's end (how long the output path took to absorb the
+// lines, without the start and the stop of the supervisor around them) and the CPU seconds
+// the writers used.
+func windowCmd(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("want one directory")
+	}
+	files, err := filepath.Glob(filepath.Join(args[0], "*.done"))
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("%s: no writer finished", args[0])
+	}
+	var first, last, cpu int64
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var start, end, used int64
+		if _, err := fmt.Sscan(string(b), &start, &end, &used); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if first == 0 || start < first {
+			first = start
+		}
+		last = max(last, end)
+		cpu += used
+	}
+	_, err = fmt.Fprintf(stdout, "%.4f %.4f\n", float64(last-first)/1e9, float64(cpu)/1e9)
+	return err
+}
+
+// runCmd runs ARGV with this process's stdio, then appends to -o its wall time and the CPU
+// time it and the descendants it waited for used, in seconds, and exits with its status.
+func runCmd(args []string, stdout io.Writer) error {
+	fs := flags("run")
+	out := fs.String("o", "", "file the figures are appended to")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 || *out == "" {
+		return errors.New("want -o FILE and a command")
+	}
+	cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return err
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%.4f %.4f\n", wall.Seconds(), cpu.Seconds())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		return exitStatus(code)
+	}
+	return nil
+}
+
 // listenCmd is a supervisord event listener (subscribed to PROCESS_STATE events). Once
 // every program named in -programs has exited, it sends SIGTERM to supervisord, its parent.
 func listenCmd(args []string, stdout io.Writer) error {
@@ -96,16 +181,26 @@ func listenCmd(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	stop := func() error { return unix.Kill(os.Getppid(), unix.SIGTERM) }
+	return listen(os.Stdin, stdout, strings.Split(*programs, ","), stop)
+}
+
+// listen speaks supervisord's event listener protocol on in and out, and calls stop once,
+// when every program has exited. It returns when in ends.
+func listen(in io.Reader, out io.Writer, programs []string, stop func() error) error {
 	waiting := map[string]bool{}
-	for _, p := range strings.Split(*programs, ",") {
+	for _, p := range programs {
 		waiting[p] = true
 	}
-	in := bufio.NewReader(os.Stdin)
+	r := bufio.NewReader(in)
 	for {
-		if _, err := io.WriteString(stdout, "READY\n"); err != nil {
+		if _, err := io.WriteString(out, "READY\n"); err != nil {
 			return err
 		}
-		hdr, err := in.ReadString('\n')
+		hdr, err := r.ReadString('\n')
+		if err == io.EOF && hdr == "" {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -115,19 +210,19 @@ func listenCmd(args []string, stdout io.Writer) error {
 			return fmt.Errorf("event header without len: %q", hdr)
 		}
 		payload := make([]byte, size)
-		if _, err := io.ReadFull(in, payload); err != nil {
+		if _, err := io.ReadFull(r, payload); err != nil {
 			return err
 		}
 		switch h["eventname"] {
 		case "PROCESS_STATE_EXITED", "PROCESS_STATE_FATAL":
 			delete(waiting, tokens(string(payload))["processname"])
 		}
-		if _, err := io.WriteString(stdout, "RESULT 2\nOK"); err != nil {
+		if _, err := io.WriteString(out, "RESULT 2\nOK"); err != nil {
 			return err
 		}
-		if len(waiting) == 0 {
-			waiting = nil // signal once
-			if err := unix.Kill(os.Getppid(), unix.SIGTERM); err != nil {
+		if waiting != nil && len(waiting) == 0 {
+			waiting = nil // stop once
+			if err := stop(); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,10 +19,13 @@ const usageText = `usage: probe COMMAND [flags] [-- ARGV...]
   idle       CPU time, context switches and memory of an idle init over a window
   write      write numbered lines of 80 bytes to stdout
   listen     supervisord event listener: SIGTERM to supervisord once the programs exited
+  window     time from the first writer's start to the last writer's end, writers' CPU
+  run        run a command; record its wall and CPU time (with its descendants)
   check      count the intact, lost and cut lines of a log written by "write"
   table      print a markdown table of medians from sample files
   hyperfine  turn hyperfine's JSON export into sample files (milliseconds)
   elf        print "static" or "dynamic" for an executable
+  noop       do nothing: the start-up cost of a small static Go program
 `
 
 func main() {
@@ -36,9 +40,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"write":     writeCmd,
 		"listen":    listenCmd,
 		"check":     checkCmd,
+		"window":    windowCmd,
+		"run":       runCmd,
 		"table":     tableCmd,
 		"hyperfine": hyperfineCmd,
 		"elf":       elfCmd,
+		"noop":      func([]string, io.Writer) error { return nil },
 	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
@@ -54,12 +61,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "probe: unknown command %q (one of %v)\n", args[0], names)
 		return 2
 	}
-	if err := cmd(args[1:], stdout); err != nil {
+	err := cmd(args[1:], stdout)
+	var st exitStatus
+	switch {
+	case errors.As(err, &st):
+		return int(st) // the status of a command run on the caller's behalf
+	case err != nil:
 		fmt.Fprintf(stderr, "probe %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0
 }
+
+// exitStatus is a status to exit with, passed on from a command that ran.
+type exitStatus int
+
+func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
 // flags returns a FlagSet that reports errors instead of exiting.
 func flags(name string) *flag.FlagSet {

@@ -200,9 +200,8 @@ func pollIn(fd int, deadline time.Time) error {
 	}
 }
 
-// describe lists pid and its descendants with their state and pending signals, to show
-// where a run got stuck.
-func describe(pid int) string {
+// tree returns the parent of every process in /proc.
+func tree() map[int][]int {
 	entries, _ := os.ReadDir("/proc")
 	children := map[int][]int{}
 	for _, e := range entries {
@@ -210,17 +209,56 @@ func describe(pid int) string {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
-		if err != nil {
-			continue
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/status"); err == nil {
+			ppid := int(field(b, "PPid:"))
+			children[ppid] = append(children[ppid], p)
 		}
-		children[int(field(b, "PPid:"))] = append(children[int(field(b, "PPid:"))], p)
 	}
+	return children
+}
+
+// countComm counts the descendants of pid whose command name is comm.
+func countComm(pid int, comm string) int {
+	children := tree()
+	n := 0
+	var walk func(p int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c)); err == nil && strings.TrimSpace(string(b)) == comm {
+				n++
+			}
+			walk(c)
+		}
+	}
+	walk(pid)
+	return n
+}
+
+// waitComm returns once pid has at least n descendants called comm (they have exec'd).
+func (r *nsRun) waitComm(pid int, comm string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for countComm(pid, comm) < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fewer than %d processes %q after %s", n, comm, timeout)
+		}
+		select {
+		case <-r.exited:
+			return fmt.Errorf("exited before %d processes %q ran", n, comm)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// describe lists pid and its descendants with their state and signal masks, to show where
+// a run got stuck.
+func describe(pid int) string {
+	children := tree()
 	var out strings.Builder
 	var walk func(p, depth int)
 	walk = func(p, depth int) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
-		keep := []string{}
+		var keep []string
 		for _, l := range strings.Split(string(b), "\n") {
 			for _, k := range []string{"Name:", "State:", "SigPnd:", "ShdPnd:", "SigBlk:", "SigCgt:"} {
 				if strings.HasPrefix(l, k) {

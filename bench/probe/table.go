@@ -48,6 +48,7 @@ func tableCmd(args []string, stdout io.Writer) error {
 	label := fs.String("label", "", "header of the first column")
 	cols := fs.String("cols", "", "headers of the sample columns, comma separated (one column if empty)")
 	unit := fs.String("unit", "", "unit shown in the headers of a one-column table")
+	metric := fs.String("metric", "", "what a one-column table measures, shown before \"median\"")
 	ref := fs.String("ref", "", "row the ratios are taken against")
 	floor := fs.String("floor", "", "row whose median is subtracted in an extra column")
 	if err := fs.Parse(args); err != nil {
@@ -72,6 +73,9 @@ func tableCmd(args []string, stdout io.Writer) error {
 			r.cols = append(r.cols, summarize(s))
 		}
 		rows = append(rows, r)
+	}
+	if *metric != "" {
+		headers[0] = *metric + ", "
 	}
 	return writeTable(stdout, *label, headers, *unit, *ref, *floor, rows)
 }
@@ -108,7 +112,7 @@ func writeTable(w io.Writer, label string, headers []string, unit, ref, floor st
 	}
 	var b strings.Builder
 	if len(headers) == 1 {
-		h := []string{label, "median" + u, "min" + u, "max" + u, "runs"}
+		h := []string{label, headers[0] + "median" + u, "min" + u, "max" + u, "runs"}
 		if floorRow != nil {
 			h = append(h, "− "+floor+u)
 		}
@@ -165,7 +169,7 @@ func num(v float64) string {
 	switch {
 	case math.IsNaN(v):
 		return "n/a"
-	case a >= 100 || a == 0:
+	case a >= 100 || a == math.Trunc(a):
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		return strconv.FormatFloat(v, 'f', 1, 64)

@@ -24,7 +24,7 @@ type spec struct {
 	WaitTimeout      time.Duration `split_words:"true" default:"120s" desc:"overall deadline of the wait phase (0 waits forever)"`
 	AttemptTimeout   time.Duration `split_words:"true" default:"5s" desc:"bound on one probe of one dependency"`
 	BackoffInitial   time.Duration `split_words:"true" default:"100ms" desc:"delay before the second probe; doubles each time"`
-	BackoffMax       time.Duration `split_words:"true" default:"2s" desc:"cap of the delay between probes (jittered by 20%)"`
+	BackoffMax       time.Duration `split_words:"true" default:"1s" desc:"cap of the delay between probes (jittered by 20%)"`
 	ProgressInterval time.Duration `split_words:"true" default:"10s" desc:"how often a dependency that is still not ready is reported"`
 	HttpCaFile       string        `split_words:"true" desc:"PEM file of CAs trusted by https:// checks (default: system roots)"`
 	HttpInsecure     bool          `split_words:"true" desc:"skip TLS verification in https:// checks"`
