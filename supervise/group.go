@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -141,6 +142,10 @@ type member struct {
 	restarts int
 	sent     uint64 // signals sent during the stop, as a bit mask
 	killed   bool   // got SIGKILL at the deadline
+
+	// reaped is set once the process is gone, while its output is still
+	// being drained: its pid, and maybe its group id, are free for reuse.
+	reaped atomic.Bool
 }
 
 func (m *member) alive() bool {
@@ -223,8 +228,10 @@ func (g *group) start(m *member) {
 	} else {
 		g.log.Info("process restarted", "process", m.Name, "pid", cmd.Process.Pid, "restart", m.restarts)
 	}
+	m.reaped.Store(false)
 	go func() {
 		e := g.r.Wait(cmd, exits)
+		m.reaped.Store(true)
 		// Report the exit only once its output is out, so that entry's
 		// lines about it come after the process's own.
 		deadline := time.Now().Add(waitDelay)
@@ -357,6 +364,9 @@ func (g *group) signal(m *member, sig syscall.Signal) {
 	if g.stopping && sig < 64 {
 		m.sent |= 1 << sig
 	}
+	if m.reaped.Load() {
+		return
+	}
 	var err error
 	if m.Group {
 		err = unix.Kill(-m.cmd.Process.Pid, sig)
@@ -370,14 +380,14 @@ func (g *group) signal(m *member, sig syscall.Signal) {
 
 func (g *group) killStragglers() {
 	for _, m := range g.members {
-		if !m.alive() {
+		if !m.alive() || m.reaped.Load() {
 			continue
 		}
 		pid := m.cmd.Process.Pid
 		g.log.Warn("process did not stop in time, sending SIGKILL", "process", m.Name, "pid", pid, "timeout", g.opt.StopTimeout)
 		m.killed = true
-		// The leader is not reaped yet, so its group id cannot have been
-		// reused; the pidfd reaches it even if it left its group.
+		// The leader is not reaped, so its group id is not free for reuse;
+		// the pidfd reaches it even if it left its group.
 		_ = unix.Kill(-pid, unix.SIGKILL)
 		_ = m.cmd.Process.Kill()
 	}

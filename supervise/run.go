@@ -153,7 +153,7 @@ func cleanup(r *Reaper, sigs <-chan os.Signal, res *Result, deadline time.Time, 
 			log.Warn("cannot list leftover processes", "err", err)
 		}
 		if n > 0 {
-			log.Info("main process exited, stopping leftover processes", "count", n, "signal", "SIGTERM", "deadline", time.Until(deadline).Round(time.Millisecond))
+			log.Info("stopping leftover processes", "count", n, "signal", "SIGTERM", "deadline", time.Until(deadline).Round(time.Millisecond))
 		}
 		timer := time.NewTimer(time.Until(deadline))
 		defer timer.Stop()

@@ -101,7 +101,6 @@ func (e *entry) procfile(ctx context.Context, reaper *supervise.Reaper, sigs <-c
 			Group: group,
 		})
 	}
-	out := supervise.NewOutput(e.stdout, e.stderr, e.cfg.LogFormat, isTerminal(e.stdout))
 	return supervise.RunGroup(ctx, reaper, procs, sigs, supervise.GroupOptions{
 		Restart: supervise.Restart{
 			Policy: e.cfg.Restart,
@@ -109,7 +108,7 @@ func (e *entry) procfile(ctx context.Context, reaper *supervise.Reaper, sigs <-c
 			Window: e.cfg.RestartWindow,
 		},
 		StopTimeout: e.cfg.StopTimeout,
-		Output:      out,
+		Output:      e.out,
 		Health:      e.health,
 		Log:         e.log,
 	})

@@ -90,7 +90,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitConfig
 	}
 	level, _ := parseLevel(c.LogLevel)
-	log := newLogger(stderr, c.LogFormat, level)
+	// entry's own lines go through the same Output as the children's, so that they are never
+	// interleaved with them and share their alignment.
+	out := supervise.NewOutput(stdout, stderr, c.LogFormat, isTerminal(stdout))
+	log := newLogger(out.Entry(), c.LogFormat, level)
 	for _, w := range c.warnings {
 		log.Warn(w)
 	}
@@ -118,7 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "check":
 		return check(ctx, stdout, c, checks)
 	}
-	e := &entry{cfg: c, log: log, getenv: getenv, stdout: stdout, stderr: stderr}
+	e := &entry{cfg: c, log: log, getenv: getenv, stdout: stdout, stderr: stderr, out: out}
 	return e.main(ctx, inv, procs, checks)
 }
 
@@ -128,6 +131,7 @@ type entry struct {
 	log            *slog.Logger
 	getenv         func(string) string
 	stdout, stderr io.Writer
+	out            *supervise.Output
 	health         *supervise.Health
 }
 
