@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(tini dumb-init gunicorn python3-celery python3-django python3-psycopg2 python3-redis
-	supervisor hyperfine postgresql redis-server rabbitmq-server util-linux bsdutils procps)
+	python3-yaml supervisor hyperfine postgresql redis-server rabbitmq-server util-linux bsdutils
+	procps psmisc)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

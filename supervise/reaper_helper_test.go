@@ -260,16 +260,19 @@ func childMain(args []string) int {
 // sent it. It is Python so that it has no SIGURG of its own. On SIGTERM it
 // also reports what is still pending, then exits 0.
 const reportSignals = `
-import signal, sys
+import os, signal, sys
+def say(*words):
+    # One write per line: PID 1 writes to the same pipe.
+    os.write(1, (" ".join(map(str, words)) + "\n").encode())
 sigs = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-print("ready", flush=True)
+say("ready")
 while True:
     info = signal.sigwaitinfo(sigs)
-    print("got", signal.Signals(info.si_signo).name, "from", info.si_pid, flush=True)
+    say("got", signal.Signals(info.si_signo).name, "from", info.si_pid)
     if info.si_signo == signal.SIGTERM:
         for s in sorted(signal.sigpending()):
-            print("pending", signal.Signals(s).name, flush=True)
+            say("pending", signal.Signals(s).name)
         sys.exit(0)
 `
 
