@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+
+	"github.com/entry-dev/entry/procfile"
+	"github.com/entry-dev/entry/release"
+	"github.com/entry-dev/entry/supervise"
+	"golang.org/x/sys/unix"
+)
+
+// command builds the exec.Cmd of a command line: a direct exec when it has no shell syntax,
+// /bin/sh -c "exec ..." otherwise (see procfile.Argv).
+func command(line string) *exec.Cmd {
+	argv, _ := procfile.Argv(line)
+	return exec.Command(argv[0], argv[1:]...)
+}
+
+func (e *entry) releaseSteps(procs []procfile.Entry) []release.Step {
+	var steps []release.Step
+	if e.cfg.SkipRelease {
+		if len(e.cfg.release) > 0 || hasRelease(procs) {
+			e.log.Info("ENTRY_SKIP_RELEASE is set: release steps skipped")
+		}
+		return nil
+	}
+	if len(e.cfg.release) > 0 {
+		for i, line := range e.cfg.release {
+			steps = append(steps, release.Step{Name: fmt.Sprintf("release.%d", i+1), Command: line})
+		}
+		return steps
+	}
+	for _, p := range procs {
+		if p.Type == "release" {
+			steps = append(steps, release.Step{Name: "release", Command: p.Command})
+		}
+	}
+	return steps
+}
+
+func hasRelease(procs []procfile.Entry) bool {
+	for _, p := range procs {
+		if p.Type == "release" {
+			return true
+		}
+	}
+	return false
+}
+
+// errStopped ends the release sequence after a step that entry was asked to stop.
+var errStopped = errors.New("stopped by a signal")
+
+// release runs the release steps; it returns entry's exit status and whether to go on.
+func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, steps []release.Step) (int, bool) {
+	var lock *release.Lock
+	if e.cfg.lock {
+		pg := e.cfg.postgres()
+		lctx, stop := untilStop(ctx, sigs, e.log)
+		l, err := release.Acquire(lctx, pg.url, release.LockOptions{
+			Key:     e.cfg.ReleaseLockKey,
+			Timeout: e.cfg.ReleaseLockTimeout,
+			AppName: appName(),
+			Log:     e.log,
+		})
+		if s := stop(); s != nil {
+			if l != nil {
+				l.Release(context.Background())
+			}
+			e.log.Info("stopped while waiting for the release lock", "signal", unix.SignalName(s.(syscall.Signal)))
+			return signalStatus(s), false
+		}
+		if err != nil {
+			e.log.Error(err.Error())
+			return exitUnavailable, false
+		}
+		lock = l
+		defer lock.Release(context.Background())
+	}
+	// A stop signal during a step is forwarded to it; entry then exits with that step's own
+	// status (0 if it shut down cleanly) and starts nothing else.
+	var stopped *int
+	rctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	status, err := release.Run(rctx, lock, steps, func(ctx context.Context, s release.Step) (int, error) {
+		cmd := command(s.Command)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+		res, err := supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
+		if err != nil {
+			var se *supervise.StartError
+			if errors.As(err, &se) {
+				return se.Status(), err
+			}
+			return 1, err
+		}
+		if res.StopSignal != nil {
+			st := res.Exit.Status()
+			stopped = &st
+			abort(errStopped) // no further step starts
+			return st, nil
+		}
+		return res.Exit.Status(), nil
+	}, e.log)
+	if stopped != nil && status != release.ExitLockLost {
+		e.log.Info("stopped during the release phase: no process is started", "status", *stopped)
+		return *stopped, false
+	}
+	if err != nil && status == 0 {
+		status = 1
+	}
+	if status != 0 {
+		e.log.Error("release failed: no process is started", "status", status)
+	}
+	return status, status == 0
+}
+
+func appName() string {
+	host, _ := os.Hostname()
+	return strings.TrimSpace("entry release " + host)
+}
