@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pid1NoAtExitSleep stops a race-enabled binary from sleeping a second before
@@ -155,7 +157,7 @@ func TestPID1SignalsReachChild(t *testing.T) {
 		{syscall.SIGHUP, false}, {syscall.SIGUSR1, false}, {syscall.SIGUSR2, false},
 		{syscall.SIGTTIN, false}, {syscall.SIGTTOU, false}, {syscall.SIGWINCH, false},
 	} {
-		name := pid1SignalName(tt.sig)
+		name := unix.SignalName(tt.sig)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			n := startPID1(t, []string{pid1NoAtExitSleep}, "--", "/usr/bin/python3", script)
@@ -180,15 +182,6 @@ func TestPID1SignalsReachChild(t *testing.T) {
 			}
 		})
 	}
-}
-
-func pid1SignalName(sig syscall.Signal) string {
-	names := map[syscall.Signal]string{
-		syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
-		syscall.SIGHUP: "SIGHUP", syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2",
-		syscall.SIGTTIN: "SIGTTIN", syscall.SIGTTOU: "SIGTTOU", syscall.SIGWINCH: "SIGWINCH",
-	}
-	return names[sig]
 }
 
 var pid1StressResult = regexp.MustCompile(`(?m)^result children=(\d+) lost=(\d+) orphans=(\d+) left=(\d+) zombies=(\d+) seconds=(\S+)\r?$`)
@@ -486,7 +479,8 @@ func TestPID1Gunicorn(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	dir := filepath.Dir(pid1Testdata(t, "app.py"))
-	n := startPID1(t, []string{pid1NoAtExitSleep}, "--", "/usr/bin/gunicorn",
+	// No __pycache__ in testdata from gunicorn importing the app and config.
+	n := startPID1(t, []string{pid1NoAtExitSleep, "PYTHONDONTWRITEBYTECODE=1"}, "--", "/usr/bin/gunicorn",
 		"--config", filepath.Join(dir, "gunicorn.conf.py"), "--chdir", dir, "--bind", addr)
 	workers := func() map[int]bool {
 		ws := map[int]bool{}
@@ -554,6 +548,8 @@ func TestPID1Gunicorn(t *testing.T) {
 	}()
 	n.waitOutput("slow request started", 10*time.Second)
 	n.signal(syscall.SIGTERM)
+	// A complete answer means the worker outlived entry's stop: once entry
+	// exits, the kernel kills everything left in the namespace.
 	select {
 	case r := <-replies:
 		if r.err != nil || r.status != http.StatusOK || r.body != "done" {
