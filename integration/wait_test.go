@@ -204,3 +204,35 @@ func TestBadEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitRefusedForGood: a wrong vhost, a wrong password, a Redis URL without the password
+// all end the wait at once with 69 and a hint, and no password is printed.
+func TestWaitRefusedForGood(t *testing.T) {
+	rd := throwaway.NewRedis(t, throwaway.RedisOptions{RequirePass: "Rd-s3cret"})
+	rd.StartAndWait()
+	tests := []struct {
+		name, env, want string
+		limit          time.Duration
+	}{
+		{"amqp vhost", "CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/no-such-vhost", "530", 5 * time.Second},
+		// RabbitMQ answers a refused login by closing the socket 3 s later.
+		{"amqp password", "CELERY_BROKER_URL=amqp://guest:Mq-s3cret@127.0.0.1:5672//", "password", 10 * time.Second},
+		{"redis without password", "REDIS_URL=" + rd.URL("", "", 0), "NOAUTH", 5 * time.Second},
+		{"redis wrong password", "REDIS_URL=" + rd.URL("", "Rd-wr0ng", 0), "WRONGPASS", 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runEntry(t, 30*time.Second, []string{tt.env}, "wait")
+			if r.status != 69 || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "hint") {
+				t.Fatalf("status %d, want 69 and %q with a hint\n%s", r.status, tt.want, r.output())
+			}
+			t.Logf("exit after %s", r.elapsed)
+			if r.elapsed > tt.limit {
+				t.Errorf("took %s, want under %s", r.elapsed, tt.limit)
+			}
+			if strings.Contains(r.output(), "s3cret") || strings.Contains(r.output(), "wr0ng") {
+				t.Errorf("a password is printed:\n%s", r.output())
+			}
+		})
+	}
+}
