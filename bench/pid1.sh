@@ -96,7 +96,7 @@ report() {
 		"program that returns at once (\`bench/out/bin/probe noop\`, the Go runtime's own start)," \
 		"\"entry version\" is entry's binary loaded and initialised, printing its version."
 	echo
-	hf=(hyperfine -N --warmup 20 --runs "$EXEC_RUNS" --export-json "$OUT/exec.json" -n floor "${U[*]} /bin/true")
+	hf=(timeout 600 hyperfine -N --warmup 20 --runs "$EXEC_RUNS" --export-json "$OUT/exec.json" -n floor "${U[*]} /bin/true")
 	hf+=(-n go-noop "${U[*]} $PROBE noop" -n entry-version "${U[*]} $ENTRY version")
 	for i in tini tini-static dumb-init entry; do
 		hf+=(-n "$i" "${U[*]} ${INIT[$i]} /bin/true")

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -20,7 +19,7 @@ import (
 // (PGPASSWORD, PGSSLMODE, …) fill fields the string leaves empty, as they
 // would for psycopg in the application.
 type Postgres struct {
-	cfg      *pgx.ConnConfig
+	cfg      *pgconn.Config
 	target   string
 	password string // only for scrubbing messages
 }
@@ -35,11 +34,11 @@ func NewPostgres(connString string) (*Postgres, error) {
 		return nil, errors.New("invalid postgres URL: more than one '@' before the host " +
 			"(percent-encode '@' in the user name and password as %40)")
 	}
-	cfg, err := pgx.ParseConfig(connString)
+	cfg, err := pgconn.ParseConfig(connString)
 	if err != nil {
 		return nil, pgParseError(connString, err)
 	}
-	for _, h := range pgHosts(&cfg.Config) {
+	for _, h := range pgHosts(cfg) {
 		if !strings.HasPrefix(h, "/") && strings.ContainsAny(h, "@#?/ ") {
 			// pgx splits the user info at the first '@', Python at the
 			// last: the "host" is then the tail of a password.
@@ -47,7 +46,7 @@ func NewPostgres(connString string) (*Postgres, error) {
 				"(percent-encode these characters in the user name and password)")
 		}
 	}
-	return &Postgres{cfg: cfg, target: pgTarget(&cfg.Config), password: cfg.Password}, nil
+	return &Postgres{cfg: cfg, target: pgTarget(cfg), password: cfg.Password}, nil
 }
 
 // pgParseError turns a pgx parse error into one that cannot leak the
@@ -138,7 +137,7 @@ func (p *Postgres) String() string { return p.target }
 
 // Check connects, runs SELECT 1 and disconnects.
 func (p *Postgres) Check(ctx context.Context) error {
-	conn, err := pgconn.ConnectConfig(ctx, &p.cfg.Config)
+	conn, err := pgconn.ConnectConfig(ctx, p.cfg)
 	if err != nil {
 		return p.classify(err)
 	}

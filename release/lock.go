@@ -8,11 +8,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The lock is a session-level advisory lock: it lives exactly as long as the
@@ -57,7 +58,7 @@ type LockOptions struct {
 
 // Lock is a held session advisory lock and the connection that holds it.
 type Lock struct {
-	conn   *pgx.Conn
+	conn   *pgconn.PgConn
 	key    int64
 	target string // user@host:port/db, safe to print
 	secret string // the password, kept only to scrub it from error text
@@ -90,7 +91,7 @@ func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := pgx.ParseConfig(connString)
+	cfg, err := pgconn.ParseConfig(connString)
 	if err != nil {
 		// pgx quotes the connection string in parse errors and can only
 		// redact a malformed one on a best-effort basis: say nothing about it.
@@ -101,7 +102,6 @@ func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, er
 		appName = defaultAppName
 	}
 	cfg.RuntimeParams["application_name"] = appName
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	d := &net.Dialer{
 		Timeout:         cfg.ConnectTimeout,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3},
@@ -125,11 +125,11 @@ func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, er
 		defer cancel()
 	}
 
-	l.conn, err = pgx.ConnectConfig(waitCtx, cfg)
+	l.conn, err = pgconn.ConnectConfig(waitCtx, cfg)
 	if err != nil {
 		return nil, l.fail("connect", err)
 	}
-	if _, err := l.conn.Exec(waitCtx, serverKeepalive); err != nil {
+	if _, err := l.conn.Exec(waitCtx, serverKeepalive).ReadAll(); err != nil {
 		log.Warn("release lock: cannot set server-side keepalive", "target", l.target, "err", l.scrub(err))
 	}
 	if err := l.wait(waitCtx, opt.Timeout); err != nil {
@@ -179,11 +179,11 @@ func (l *Lock) wait(ctx context.Context, timeout time.Duration) error {
 	var last holder
 	var checked, reported time.Time
 	for {
-		var got bool
-		if err := l.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", l.key).Scan(&got); err != nil {
+		row, err := l.row(ctx, fmt.Sprintf("SELECT pg_try_advisory_lock(%d)", l.key))
+		if err != nil {
 			return l.waitErr(ctx, last, err)
 		}
-		if got {
+		if got := len(row) == 1 && string(row[0]) == "t"; got {
 			l.log.Info("release lock acquired", "target", l.target, "key", l.key, "waited", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
@@ -224,27 +224,40 @@ func (l *Lock) wait(ctx context.Context, timeout time.Duration) error {
 // holder finds who holds the lock. pg_locks shows a bigint advisory key as its
 // high and low 32 bits in classid and objid, with objsubid 1.
 func (l *Lock) holder(ctx context.Context) (holder, error) {
-	const q = `
+	hi, lo := int64(uint64(l.key)>>32), int64(uint32(l.key))
+	row, err := l.row(ctx, fmt.Sprintf(`
 SELECT a.pid, coalesce(a.application_name, ''),
        coalesce(host(a.client_addr), CASE WHEN a.client_port = -1 THEN 'local' END, 'unknown'),
-       a.backend_start
+       coalesce((extract(epoch FROM a.backend_start) * 1000)::bigint, 0)
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
+  AND l.classid::bigint = %d AND l.objid::bigint = %d AND l.objsubid = 1
 ORDER BY a.backend_start
-LIMIT 1`
-	hi, lo := int64(uint64(l.key)>>32), int64(uint32(l.key))
+LIMIT 1`, hi, lo))
+	if err != nil || len(row) != 4 {
+		return holder{}, err // no row: released between our two queries
+	}
 	var h holder
-	var since *time.Time
-	err := l.conn.QueryRow(ctx, q, hi, lo).Scan(&h.pid, &h.app, &h.addr, &since)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return holder{}, nil // released between our two queries
+	h.pid, _ = strconv.Atoi(string(row[0]))
+	h.app, h.addr = string(row[1]), string(row[2])
+	if ms, _ := strconv.ParseInt(string(row[3]), 10, 64); ms > 0 {
+		h.since = time.UnixMilli(ms)
 	}
-	if since != nil {
-		h.since = *since
+	return h, nil
+}
+
+// row runs sql and returns the first row of its first result as text, nil when
+// there is none. The only values formatted into sql are integers: nothing to quote.
+func (l *Lock) row(ctx context.Context, sql string) ([][]byte, error) {
+	res, err := l.conn.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return nil, err
 	}
-	return h, err
+	if len(res) == 0 || len(res[0].Rows) == 0 {
+		return nil, nil
+	}
+	return res[0].Rows[0], nil
 }
 
 func (l *Lock) waitErr(ctx context.Context, last holder, err error) error {
@@ -270,7 +283,7 @@ func (l *Lock) watch(every time.Duration) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
-		_, err := l.conn.Exec(ctx, "SELECT 1")
+		_, err := l.conn.Exec(ctx, "SELECT 1").ReadAll()
 		cancel()
 		if err != nil {
 			l.lostErr = fmt.Errorf("%w (%s, key %d): %w", ErrLockLost, l.target, l.key, l.scrub(err))
@@ -306,11 +319,11 @@ func (l *Lock) unlock(ctx context.Context) error {
 		return nil
 	default:
 	}
-	var held bool
-	if err := l.conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", l.key).Scan(&held); err != nil {
+	row, err := l.row(ctx, fmt.Sprintf("SELECT pg_advisory_unlock(%d)", l.key))
+	if err != nil {
 		return l.fail("unlock", err)
 	}
-	if !held {
+	if held := len(row) == 1 && string(row[0]) == "t"; !held {
 		return l.fail("unlock", errors.New("this session did not hold the lock"))
 	}
 	l.log.Debug("release lock released", "target", l.target, "key", l.key)

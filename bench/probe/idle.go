@@ -44,7 +44,7 @@ func idleCmd(args []string, stdout io.Writer) error {
 		r.abort()
 		<-r.exited
 	}()
-	pid, err := r.init(readyTimeout)
+	pid, err := r.pid1(readyTimeout)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func termCmd(args []string, stdout io.Writer) error {
 		err := r.waitLine(r.stdout, func(l string) bool { return l == "ready" }, readyTimeout)
 		var pid int
 		if err == nil {
-			pid, err = r.init(readyTimeout)
+			pid, err = r.pid1(readyTimeout)
 		}
 		if err == nil {
 			err = r.waitComm(pid, *comm, *count, readyTimeout)
@@ -59,21 +59,12 @@ func waitCmd(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var ready func(r *nsRun) (func(), error)
-	switch *mode {
-	case "refused":
-		ready = func(r *nsRun) (func(), error) {
-			// The first refusal is logged: the wait loop is running and backing off.
-			err := r.waitLine(r.stderr, func(l string) bool { return strings.Contains(l, "not ready") }, readyTimeout)
-			return func() {}, err
-		}
-	case "silent":
-	default:
+	if *mode != "refused" && *mode != "silent" {
 		return fmt.Errorf("-mode %q: want refused or silent", *mode)
 	}
 	for i := 0; i < *runs; i++ {
 		var env []string
-		rd := ready
+		var ready func(r *nsRun) (func(), error)
 		switch *mode {
 		case "refused":
 			port, err := closedPort()
@@ -81,15 +72,20 @@ func waitCmd(args []string, stdout io.Writer) error {
 				return err
 			}
 			env = []string{fmt.Sprintf("ENTRY_WAIT=tcp://127.0.0.1:%d", port)}
+			ready = func(r *nsRun) (func(), error) {
+				// entry logs the first refusal: its wait loop is running, backing off.
+				err := r.waitLine(r.stderr, func(l string) bool { return strings.Contains(l, "not ready") }, readyTimeout)
+				return func() {}, err
+			}
 		case "silent":
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				return err
 			}
 			env = []string{fmt.Sprintf("ENTRY_WAIT=postgres://bench@%s/bench", ln.Addr())}
-			rd = func(r *nsRun) (func(), error) { return silentServer(r, ln) }
+			ready = func(r *nsRun) (func(), error) { return silentServer(r, ln) }
 		}
-		d, err := once(fs.Args(), env, rd, *want)
+		d, err := once(fs.Args(), env, ready, *want)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -116,7 +112,7 @@ func once(argv, env []string, ready func(*nsRun) (func(), error), want int) (tim
 		return fail(err)
 	}
 	defer release()
-	pid, err := r.init(readyTimeout)
+	pid, err := r.pid1(readyTimeout)
 	if err != nil {
 		return fail(err)
 	}

@@ -25,14 +25,17 @@ const seqDigits = 7
 
 // writeCmd writes -n lines "NAME SEQ xxx...", each lineLen bytes, to stdout. Each write(2)
 // carries whole lines, as many as fit in -buf bytes (1: one line per write, as an
-// unbuffered Python print). With -done DIR it then records when it started and finished
-// writing, and the CPU time it used, in DIR/NAME.done and waits until -of writers have, so that the writers of a run
-// exit together: entry (like honcho) stops the group when the first process exits.
+// unbuffered Python print); with -raw, exactly -buf bytes whatever the line boundaries, as
+// a block-buffered Python stdout flushes. With -done DIR it then records when it started
+// and finished writing, and the CPU time it used, in DIR/NAME.done and waits until -of
+// writers have, so that the writers of a run exit together: entry (like honcho) stops the
+// group when the first process exits.
 func writeCmd(args []string, stdout io.Writer) error {
 	fs := flags("write")
 	n := fs.Int("n", 300000, "lines to write")
 	name := fs.String("name", "w1", "writer name, the first word of each line")
 	buf := fs.Int("buf", 32<<10, "bytes per write(2) at most, rounded down to whole lines")
+	raw := fs.Bool("raw", false, "write exactly -buf bytes each time, cutting lines")
 	done := fs.String("done", "", "directory where finished writers meet")
 	of := fs.Int("of", 1, "writers that meet in -done")
 	if err := fs.Parse(args); err != nil {
@@ -42,11 +45,17 @@ func writeCmd(args []string, stdout io.Writer) error {
 	if len(*name)+seqDigits+2 >= lineLen || strings.ContainsAny(*name, " \n") {
 		return fmt.Errorf("-name %q: too long or has blanks", *name)
 	}
+	if *buf < 1 {
+		return fmt.Errorf("-buf %d: want at least 1", *buf)
+	}
 	line := []byte(*name + " " + strings.Repeat("0", seqDigits) + " ")
 	line = append(line, bytes.Repeat([]byte("x"), lineLen-1-len(line))...)
 	line = append(line, '\n')
-	perWrite := max(*buf/lineLen, 1)
-	out := make([]byte, 0, perWrite*lineLen)
+	chunk := max(*buf/lineLen, 1) * lineLen
+	if *raw {
+		chunk = *buf
+	}
+	out := make([]byte, 0, chunk+lineLen)
 	for i := 1; i <= *n; i++ {
 		l := len(out)
 		out = append(out, line...)
@@ -54,11 +63,12 @@ func writeCmd(args []string, stdout io.Writer) error {
 		for j, v := seqDigits-1, i; j >= 0; j, v = j-1, v/10 {
 			seq[j] = byte('0' + v%10)
 		}
-		if len(out) == cap(out) || i == *n {
-			if _, err := stdout.Write(out); err != nil {
+		for len(out) >= chunk || (i == *n && len(out) > 0) {
+			k := min(chunk, len(out))
+			if _, err := stdout.Write(out[:k]); err != nil {
 				return err
 			}
-			out = out[:0]
+			out = append(out[:0], out[k:]...)
 		}
 	}
 	if *done == "" {

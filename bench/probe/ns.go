@@ -97,8 +97,8 @@ func (r *nsRun) output() string {
 	return "\n\t" + strings.Join(r.tail, "\n\t")
 }
 
-// init returns the PID 1 of the namespace as seen from here: the child unshare forked.
-func (r *nsRun) init(timeout time.Duration) (int, error) {
+// pid1 returns the PID 1 of the namespace as seen from here: the child unshare forked.
+func (r *nsRun) pid1(timeout time.Duration) (int, error) {
 	pid := r.cmd.Process.Pid
 	deadline := time.Now().Add(timeout)
 	for {
@@ -138,7 +138,7 @@ func (r *nsRun) status(timeout time.Duration) (int, error) {
 
 // abort kills the namespace (SIGKILL to its PID 1 takes every process in it) and unshare.
 func (r *nsRun) abort() {
-	if pid, err := r.init(0); err == nil {
+	if pid, err := r.pid1(0); err == nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
 	_ = r.cmd.Process.Kill()

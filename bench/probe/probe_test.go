@@ -88,36 +88,67 @@ func TestStatTicks(t *testing.T) {
 	}
 }
 
-// writeLines runs the write command with -n n and -buf buf.
-func writeLines(t *testing.T, name string, n, buf int) string {
+// writes records the size of every Write.
+type writes struct {
+	bytes.Buffer
+	sizes []int
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return w.Buffer.Write(p)
+}
+
+// writeLines runs the write command with -n n, -buf buf and the extra arguments.
+func writeLines(t *testing.T, name string, n, buf int, extra ...string) *writes {
 	t.Helper()
-	var b bytes.Buffer
-	args := []string{"-n", fmt.Sprint(n), "-buf", fmt.Sprint(buf), "-name", name}
-	if err := writeCmd(args, &b); err != nil {
+	var w writes
+	args := append([]string{"-n", fmt.Sprint(n), "-buf", fmt.Sprint(buf), "-name", name}, extra...)
+	if err := writeCmd(args, &w); err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return &w
 }
 
 func TestWriteThenCount(t *testing.T) {
-	for _, buf := range []int{1, 100, 32 << 10} {
-		out := writeLines(t, "w1", 1000, buf)
+	tests := []struct {
+		buf       int
+		raw       bool
+		wantFirst int // size of the first write
+		wantLast  int // and of the last
+	}{
+		{buf: 1, wantFirst: lineLen, wantLast: lineLen},
+		{buf: 100, wantFirst: lineLen, wantLast: lineLen},
+		{buf: 32 << 10, wantFirst: 409 * lineLen, wantLast: 1000*lineLen - 409*lineLen*2},
+		{buf: 8192, raw: true, wantFirst: 8192, wantLast: 1000*lineLen - 8192*9},
+		{buf: 1, raw: true, wantFirst: 1, wantLast: 1},
+	}
+	for _, tt := range tests {
+		var extra []string
+		if tt.raw {
+			extra = []string{"-raw"}
+		}
+		w := writeLines(t, "w1", 1000, tt.buf, extra...)
+		out := w.String()
 		if got, want := len(out), 1000*lineLen; got != want {
-			t.Fatalf("buf %d: wrote %d bytes, want %d", buf, got, want)
+			t.Fatalf("buf %d raw %v: wrote %d bytes, want %d", tt.buf, tt.raw, got, want)
+		}
+		if first, last := w.sizes[0], w.sizes[len(w.sizes)-1]; first != tt.wantFirst || last != tt.wantLast {
+			t.Errorf("buf %d raw %v: writes of %d ... %d bytes, want %d ... %d", tt.buf, tt.raw, first, last, tt.wantFirst, tt.wantLast)
 		}
 		got, err := count(strings.NewReader(out), []string{"w1"}, 1000, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !got.complete(1, 1000) || got.lines != 1000 {
-			t.Errorf("buf %d: got %+v, want 1000 whole lines", buf, got)
+			t.Errorf("buf %d raw %v: got %+v, want 1000 whole lines", tt.buf, tt.raw, got)
 		}
 	}
 }
 
 func TestCount(t *testing.T) {
 	l := func(name string, seq int) string {
-		return strings.Split(writeLines(t, name, seq, 1), "\n")[seq-1]
+		return strings.Split(writeLines(t, name, seq, 1).String(), "\n")[seq-1]
 	}
 	tests := []struct {
 		name     string

@@ -139,14 +139,14 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 	// at once would otherwise be missed), every forwardable signal so that nothing reaching
 	// PID 1 is dropped by the kernel for want of a handler.
 	sigs := make(chan os.Signal, 2048)
+	// No signal.Stop: the process exits right after main returns, and unsubscribing some
+	// sixty signals one by one would only delay that exit.
 	signal.Notify(sigs, forwardable()...)
-	defer signal.Stop(sigs)
 	if inv.verb == "wait" {
 		return e.wait(ctx, sigs, checks)
 	}
 	chld := make(chan os.Signal, 2048)
 	signal.Notify(chld, unix.SIGCHLD)
-	defer signal.Stop(chld)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if os.Getpid() != 1 {
