@@ -126,7 +126,7 @@ report() {
 	echo "Same measure; on TERM the shell exits 143 at once and leaves its three \`sleep\`" \
 		"children behind. tini exits as soon as the shell is gone and the kernel SIGKILLs the" \
 		"sleeps while tearing the namespace down (inside the measured time); dumb-init has already" \
-		"sent TERM to the whole session; entry sends TERM to the leftovers (kill(-1)) and exits" \
+		"sent TERM to the whole session; entry sends TERM to the leftovers (found through /proc) and exits" \
 		"once they are reaped."
 	echo
 	term_table term-orphans "$ORPHANS"
