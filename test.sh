@@ -38,7 +38,10 @@ go test -race -count=1 -timeout 20m ./...
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime 5s "$pkg" >/dev/null
+		if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime 5s "$pkg" 2>&1); then
+			echo "$out"
+			exit 1
+		fi
 		echo "fuzz ok: $pkg $target"
 	done
 done
