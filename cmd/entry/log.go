@@ -30,7 +30,7 @@ func parseLevel(s string) (slog.Level, error) {
 // from the children's "web.1 | " lines; JSON records carry "logger":"entry".
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	if format == "json" {
-		h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+		h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDuration})
 		return slog.New(h).With("logger", "entry")
 	}
 	return slog.New(&textHandler{w: w, level: level, mu: new(sync.Mutex)})
@@ -118,4 +118,12 @@ func (h *textHandler) WithGroup(name string) slog.Handler {
 	h2 := *h
 	h2.group = join(h.group, name)
 	return &h2
+}
+
+// readableDuration writes durations as "1.5s" rather than slog's nanosecond integers.
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().Round(time.Millisecond).String())
+	}
+	return a
 }
