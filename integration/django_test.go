@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entry-dev/entry/internal/proctest"
 	"github.com/entry-dev/entry/internal/throwaway"
-	"github.com/jackc/pgx/v5"
 )
 
 // The Django stack end to end: entry, built once, runs the project in
@@ -96,7 +95,7 @@ func TestDjangoGracefulStop(t *testing.T) {
 func TestDjangoWorkerCrash(t *testing.T) {
 	a := newDjangoApp(t)
 	dbURL := a.useLocalServices(t)
-	health := djangoFreeAddr(t)
+	health := throwaway.FreeAddr(t)
 	a.env["ENTRY_HEALTH_ADDR"] = health
 	p := startDjangoStack(t, a)
 	taskRoundTrip(t, a, dbURL, "before", 30*time.Second)
@@ -105,7 +104,7 @@ func TestDjangoWorkerCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	worker := djangoChildWith(pid, "celery", "worker")
+	worker := proctest.ChildWith(pid, "celery", "worker")
 	if worker == 0 {
 		t.Fatal("no celery worker among entry's children")
 	}
@@ -113,7 +112,7 @@ func TestDjangoWorkerCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	djangoPoll(t, 30*time.Second, "a new worker", func() bool {
-		w := djangoChildWith(pid, "celery", "worker")
+		w := proctest.ChildWith(pid, "celery", "worker")
 		return w != 0 && w != worker
 	})
 	taskRoundTrip(t, a, dbURL, "after", 60*time.Second)
@@ -160,21 +159,14 @@ func TestDjangoReleaseRace(t *testing.T) {
 		t.Errorf("shop.0002 applied %d times, want 1", applied)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	var rows, price int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM django_migrations WHERE app = 'shop'").Scan(&rows); err != nil {
+	if err := djangoQueryRow(t, dbURL, "SELECT count(*) FROM django_migrations WHERE app = 'shop'", nil, &rows); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 2 {
 		t.Errorf("django_migrations: got %d shop rows, want 2", rows)
 	}
-	if err := conn.QueryRow(ctx, "SELECT price FROM shop_item WHERE name = 'seed'").Scan(&price); err != nil {
+	if err := djangoQueryRow(t, dbURL, "SELECT price FROM shop_item WHERE name = 'seed'", nil, &price); err != nil {
 		t.Fatal(err)
 	}
 	if price != 100 {
@@ -196,7 +188,7 @@ func TestDjangoShell(t *testing.T) {
 	cmd := exec.Command("script", "-qec", line, "/dev/null")
 	cmd.Dir = a.dir
 	cmd.Env = a.environ()
-	out := newDjangoOutput()
+	out := &proctest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	// After a kill, the pty's other side may keep the output pipe open for a moment.
 	cmd.WaitDelay = 5 * time.Second
@@ -222,9 +214,9 @@ func TestDjangoShell(t *testing.T) {
 		}
 	})
 
-	out.waitFor(t, ">>> ", 30*time.Second)
+	out.WaitFor(t, ">>> ", 30*time.Second)
 	io.WriteString(stdin, "print('an' + 'swer', 6 * 7)\n")
-	out.waitFor(t, "answer 42", 10*time.Second)
+	out.WaitFor(t, "answer 42", 10*time.Second)
 	io.WriteString(stdin, "raise SystemExit(0)\n")
 	select {
 	case <-done:
@@ -249,7 +241,7 @@ func TestDjangoColdStart(t *testing.T) {
 	mq := throwaway.NewRabbitMQ(t, throwaway.RabbitOptions{User: "app", Password: amqpPass})
 
 	a := newDjangoApp(t)
-	health := djangoFreeAddr(t)
+	health := throwaway.FreeAddr(t)
 	dbURL := pg.URL("postgres", pgPass, "app")
 	a.env["DATABASE_URL"] = dbURL
 	a.env["REDIS_URL"] = rd.URL("", redisPass, 0)
@@ -259,7 +251,7 @@ func TestDjangoColdStart(t *testing.T) {
 	a.env["ENTRY_STOP_TIMEOUT"] = "20s"
 	p := startDjangoEntry(t, a.dir, a.environ())
 	// entry is probing (and failing) before any server exists.
-	p.out.waitFor(t, pg.Addr(), 10*time.Second)
+	p.out.WaitFor(t, pg.Addr(), 10*time.Second)
 
 	start := time.Now()
 	mq.Start()

@@ -3,8 +3,6 @@ package integration
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,13 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/entry-dev/entry/internal/proctest"
+	"github.com/entry-dev/entry/internal/throwaway"
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -30,28 +27,9 @@ import (
 // of a fresh PID namespace, and the local services the tests share.
 
 const (
-	djangoLocalPostgres = "postgres://postgres@127.0.0.1:5432/postgres"
-	djangoLocalRedis    = "127.0.0.1:6379"
-	djangoLocalAMQP     = "amqp://guest:guest@127.0.0.1:5672/"
+	djangoLocalRedis = "127.0.0.1:6379"
+	djangoLocalAMQP  = "amqp://guest:guest@127.0.0.1:5672/"
 )
-
-// djangoName returns a name no other test run uses, valid as a database or queue name.
-func djangoName(prefix string) string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
-}
-
-// djangoFreeAddr returns a loopback address nothing listens on now.
-func djangoFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // djangoApp is a private copy of testdata/djangoapp (beat and Python write next to the
 // code) and the environment that runs it.
@@ -90,7 +68,7 @@ func newDjangoApp(t *testing.T) *djangoApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &djangoApp{dir: dir, web: djangoFreeAddr(t), queue: djangoName("djangoapp")}
+	a := &djangoApp{dir: dir, web: throwaway.FreeAddr(t), queue: throwaway.Name("djangoapp")}
 	a.env = map[string]string{
 		// Debian's python3 with Django, gunicorn and Celery, not a python3 earlier on PATH.
 		"PATH":                    "/usr/bin:/bin:/usr/sbin:/sbin",
@@ -123,63 +101,30 @@ func (a *djangoApp) useLocalServices(t *testing.T) (dbURL string) {
 	a.env["DATABASE_URL"] = dbURL
 	a.env["REDIS_URL"] = "redis://" + djangoLocalRedis + "/0"
 	a.env["CELERY_BROKER_URL"] = djangoLocalAMQP
-	t.Cleanup(func() { djangoDeleteQueue(t, a.queue) })
+	// Cleanups run last first: the test's queue goes before Celery's exchanges.
+	t.Cleanup(func() { djangoDeleteCeleryExchanges(t) })
+	a.queue = throwaway.LocalQueue(t, "djangoapp")
+	a.env["DJANGOAPP_QUEUE"] = a.queue
 	t.Cleanup(func() { djangoRedisDel(t, "djangoapp:"+a.queue+":hits") })
 	return dbURL
 }
 
+// djangoCreateDB returns the URL of a fresh database on the local PostgreSQL.
 func djangoCreateDB(t *testing.T) string {
 	t.Helper()
-	name := djangoName("entry_django")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, djangoLocalPostgres)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, djangoLocalPostgres)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	return "postgres://postgres@127.0.0.1:5432/" + name
+	return throwaway.LocalPostgresURL(throwaway.LocalDatabase(t, "entry_django"))
 }
 
-// djangoDeleteQueue drops the queue and the direct exchange Celery declared for it.
-func djangoDeleteQueue(t *testing.T, name string) {
-	t.Helper()
+// djangoDeleteCeleryExchanges deletes Celery's own exchanges from the local RabbitMQ,
+// unless another test's workers still use them (the broker then refuses and closes the
+// channel, hence one channel each).
+func djangoDeleteCeleryExchanges(t *testing.T) {
 	conn, err := amqp.Dial(djangoLocalAMQP)
 	if err != nil {
-		t.Errorf("delete queue %s: %v", name, err)
+		t.Errorf("delete Celery's exchanges: %v", err)
 		return
 	}
 	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Errorf("delete queue %s: %v", name, err)
-		return
-	}
-	if _, err := ch.QueueDelete(name, false, false, false); err != nil {
-		t.Errorf("delete queue %s: %v", name, err)
-		return
-	}
-	if err := ch.ExchangeDelete(name, false, false); err != nil {
-		t.Errorf("delete exchange %s: %v", name, err)
-	}
-	// Celery's own exchanges go too, unless another test's workers still use them (the
-	// broker then refuses and closes the channel, hence one channel each).
 	for _, x := range []string{"celeryev", "celery.pidbox"} {
 		if ch, err := conn.Channel(); err == nil {
 			ch.ExchangeDelete(x, true, false)
@@ -203,53 +148,10 @@ func djangoRedisDel(t *testing.T, key string) {
 	}
 }
 
-// djangoOutput collects a process's stdout and stderr and lets a test wait for a line.
-type djangoOutput struct {
-	mu      sync.Mutex
-	buf     strings.Builder
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newDjangoOutput() *djangoOutput { return &djangoOutput{changed: make(chan struct{})} }
-
-func (o *djangoOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.buf.Write(p)
-	close(o.changed)
-	o.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (o *djangoOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-// waitFor blocks until the output contains s, or fails the test after d.
-func (o *djangoOutput) waitFor(t *testing.T, s string, d time.Duration) {
-	t.Helper()
-	deadline := time.After(d)
-	for {
-		o.mu.Lock()
-		ok, ch := strings.Contains(o.buf.String(), s), o.changed
-		o.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("no %q in the output after %v", s, d)
-		}
-	}
-}
-
 // djangoEntry is entry running as PID 1 of its own PID namespace, as in a container.
 type djangoEntry struct {
 	cmd  *exec.Cmd // unshare, which waits for entry and exits with its status
-	out  *djangoOutput
+	out  *proctest.Buffer
 	done chan struct{} // closed when unshare has exited
 	code int
 }
@@ -260,7 +162,7 @@ type djangoEntry struct {
 func startDjangoEntry(t *testing.T, dir string, env []string, args ...string) *djangoEntry {
 	t.Helper()
 	bin := entryBin
-	p := &djangoEntry{out: newDjangoOutput(), done: make(chan struct{})}
+	p := &djangoEntry{out: &proctest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", bin}, args...)...)
 	p.cmd.Dir = dir
 	p.cmd.Env = env
@@ -295,8 +197,7 @@ func startDjangoEntry(t *testing.T, dir string, env []string, args ...string) *d
 func (p *djangoEntry) pid() (int, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		kids, err := djangoChildren(p.cmd.Process.Pid)
-		if err == nil && len(kids) > 0 {
+		if kids := proctest.Children(p.cmd.Process.Pid); len(kids) > 0 {
 			return kids[0], nil
 		}
 		select {
@@ -331,53 +232,6 @@ func (p *djangoEntry) wait(t *testing.T, d time.Duration) int {
 		t.Fatalf("entry still running after %v", d)
 		return -1
 	}
-}
-
-// djangoChildren lists the child PIDs of pid (all its threads).
-func djangoChildren(pid int) ([]int, error) {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return nil, err
-	}
-	var out []int
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out, nil
-}
-
-// djangoChildWith returns the child of pid whose command line contains every word, or 0.
-func djangoChildWith(pid int, words ...string) int {
-	kids, _ := djangoChildren(pid)
-	for _, k := range kids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		all := true
-		for _, w := range words {
-			found := false
-			for _, a := range args {
-				if a == w {
-					found = true
-				}
-			}
-			all = all && found
-		}
-		if all {
-			return k
-		}
-	}
-	return 0
 }
 
 // djangoPoll calls f every 50 ms until it returns true, and fails the test after d.
@@ -433,8 +287,9 @@ func djangoWaitHTTP(t *testing.T, p *djangoEntry, url string, d time.Duration) {
 	}
 }
 
-// djangoMark reads the progress a task or a slow request recorded in the database.
-func djangoMark(t *testing.T, dbURL, token string) string {
+// djangoQueryRow runs a query for one row on dbURL and scans the row into dest. Not
+// reaching the database fails the test; the query's error is the caller's to judge.
+func djangoQueryRow(t *testing.T, dbURL, sql string, args []any, dest ...any) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -443,8 +298,14 @@ func djangoMark(t *testing.T, dbURL, token string) string {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql, args...).Scan(dest...)
+}
+
+// djangoMark reads the progress a task or a slow request recorded in the database.
+func djangoMark(t *testing.T, dbURL, token string) string {
+	t.Helper()
 	var state string
-	err = conn.QueryRow(ctx, "SELECT state FROM shop_mark WHERE token = $1", token).Scan(&state)
+	err := djangoQueryRow(t, dbURL, "SELECT state FROM shop_mark WHERE token = $1", []any{token}, &state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ""
 	}

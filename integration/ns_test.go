@@ -1,16 +1,16 @@
 package integration
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/entry-dev/entry/internal/proctest"
 )
 
 // nsEntry is the binary running as PID 1 of a fresh PID namespace
@@ -19,26 +19,9 @@ type nsEntry struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	pid1 int // entry's pid in our namespace
-	out  *syncBuffer
+	out  *proctest.Buffer
 	done chan struct{}
 	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startPID1 starts entry as PID 1 with env and args and returns once it runs.
@@ -46,7 +29,7 @@ func startPID1(t *testing.T, env []string, args ...string) *nsEntry {
 	t.Helper()
 	cmd := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", entryBin}, args...)...)
 	cmd.Env = cleanEnv(env...)
-	n := &nsEntry{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	n := &nsEntry{t: t, cmd: cmd, out: &proctest.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.out, n.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -63,7 +46,8 @@ func startPID1(t *testing.T, env []string, args ...string) *nsEntry {
 	// unshare forks the namespace's init; wait until it has exec'd entry.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if pid := childOf(cmd.Process.Pid); pid > 0 {
+		if kids := proctest.Children(cmd.Process.Pid); len(kids) > 0 {
+			pid := kids[0]
 			if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil && exe == entryBin {
 				n.pid1 = pid
 				return n
@@ -77,20 +61,6 @@ func startPID1(t *testing.T, env []string, args ...string) *nsEntry {
 	}
 	t.Fatalf("entry did not start as PID 1\n%s", n.out)
 	return nil
-}
-
-// childOf returns the first child of pid, from /proc/PID/task/PID/children.
-func childOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[0])
-	return n
 }
 
 func (n *nsEntry) signal(sig syscall.Signal) {

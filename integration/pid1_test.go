@@ -9,18 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/entry-dev/entry/internal/proctest"
+	"github.com/entry-dev/entry/internal/throwaway"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,7 +48,7 @@ func pid1Run(t *testing.T, timeout time.Duration, env []string, args ...string) 
 	argv := append([]string{"--pid", "--fork", "--mount-proc", "--kill-child"}, args...)
 	cmd := exec.CommandContext(ctx, "unshare", argv...)
 	cmd.Env = cleanEnv(append(env, pid1NoAtExitSleep)...)
-	var out syncBuffer
+	var out proctest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err := cmd.Run()
@@ -295,7 +295,7 @@ type pid1Terminal struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	in    io.WriteCloser
-	out   *syncBuffer
+	out   *proctest.Buffer
 	seen  int // how much of out expect has consumed
 	done  chan struct{}
 	state *os.ProcessState
@@ -305,7 +305,7 @@ func pid1StartTerminal(t *testing.T, env []string, argv ...string) *pid1Terminal
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = cleanEnv(append(env, pid1NoAtExitSleep)...)
-	term := &pid1Terminal{t: t, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	term := &pid1Terminal{t: t, cmd: cmd, out: &proctest.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = term.out, term.out
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -329,7 +329,7 @@ func pid1StartTerminal(t *testing.T, env []string, argv ...string) *pid1Terminal
 		}
 		// script's child is unshare --kill-child: killing it takes the
 		// namespace down.
-		for _, pid := range pid1Descendants(cmd.Process.Pid) {
+		for _, pid := range proctest.Descendants(cmd.Process.Pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		_ = cmd.Process.Kill()
@@ -390,7 +390,7 @@ func TestPID1Terminal(t *testing.T) {
 	}
 	term.write("sleep 30\n")
 	deadline := time.After(10 * time.Second)
-	for pid1Foreground(term.cmd.Process.Pid, "sleep") == 0 {
+	for proctest.Foreground(term.cmd.Process.Pid, "sleep") == 0 {
 		select {
 		case <-deadline:
 			t.Fatalf("no sleep in the terminal's foreground\n%s", term.out)
@@ -419,73 +419,18 @@ func TestPID1Terminal(t *testing.T) {
 	}
 }
 
-// pid1Stat is a process's /proc/PID/stat fields after the command name:
-// state, ppid, pgrp, session, tty_nr, tpgid...
-func pid1Stat(pid int) (comm string, fields []string) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", nil
-	}
-	s := string(b)
-	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || close < open {
-		return "", nil
-	}
-	return s[open+1 : close], strings.Fields(s[close+1:])
-}
-
-// pid1Children lists the processes whose parent is pid.
-func pid1Children(pid int) []int {
-	dirs, _ := os.ReadDir("/proc")
-	var out []int
-	for _, d := range dirs {
-		p, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		if _, f := pid1Stat(p); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func pid1Descendants(pid int) []int {
-	var out []int
-	for _, c := range pid1Children(pid) {
-		out = append(append(out, c), pid1Descendants(c)...)
-	}
-	return out
-}
-
-// pid1Foreground returns a process below root named comm that is in its
-// terminal's foreground group, or 0.
-func pid1Foreground(root int, comm string) int {
-	for _, pid := range pid1Descendants(root) {
-		if c, f := pid1Stat(pid); c == comm && len(f) > 5 && f[2] == f[5] {
-			return pid
-		}
-	}
-	return 0
-}
-
 // Real gunicorn under entry: SIGTTIN adds a worker, SIGHUP replaces the
 // workers, SIGTERM lets an in-flight request finish before gunicorn exits 0.
 func TestPID1Gunicorn(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := throwaway.FreeAddr(t)
 	dir := filepath.Dir(pid1Testdata(t, "app.py"))
 	// No __pycache__ in testdata from gunicorn importing the app and config.
 	n := startPID1(t, []string{pid1NoAtExitSleep, "PYTHONDONTWRITEBYTECODE=1"}, "--", "/usr/bin/gunicorn",
 		"--config", filepath.Join(dir, "gunicorn.conf.py"), "--chdir", dir, "--bind", addr)
 	workers := func() map[int]bool {
 		ws := map[int]bool{}
-		for _, master := range pid1Children(n.pid1) {
-			for _, w := range pid1Children(master) {
+		for _, master := range proctest.Children(n.pid1) {
+			for _, w := range proctest.Children(master) {
 				ws[w] = true
 			}
 		}

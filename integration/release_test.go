@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-const localPG = "postgres://postgres@127.0.0.1:5432/"
+	"github.com/entry-dev/entry/internal/throwaway"
+)
 
 // psql runs one statement against the local server as postgres.
 func psql(t *testing.T, db, sql string) string {
@@ -22,18 +22,6 @@ func psql(t *testing.T, db, sql string) string {
 		t.Fatalf("psql %q: %v\n%s", sql, err, out)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// freshDB creates a database for one test and drops it afterwards.
-func freshDB(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("entry_it_%d_%d", os.Getpid(), time.Now().UnixNano())
-	psql(t, "postgres", "create database "+name)
-	t.Cleanup(func() {
-		exec.Command("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Xq",
-			"-c", "drop database if exists "+name+" with (force)").Run()
-	})
-	return name
 }
 
 // racyStep behaves like manage.py migrate: it checks whether its change is applied, works for
@@ -47,9 +35,9 @@ func racyStep(db string) string {
 func TestReleaseRaceEightReplicas(t *testing.T) {
 	for _, lock := range []string{"auto", "false"} {
 		t.Run("lock="+lock, func(t *testing.T) {
-			db := freshDB(t)
+			db := throwaway.LocalDatabase(t, "entry_it")
 			env := []string{
-				"DATABASE_URL=" + localPG + db,
+				"DATABASE_URL=" + throwaway.LocalPostgresURL(db),
 				"ENTRY_RELEASE=" + racyStep(db),
 				"ENTRY_RELEASE_LOCK=" + lock,
 			}
@@ -85,13 +73,13 @@ func TestReleaseRaceEightReplicas(t *testing.T) {
 }
 
 func TestReleaseLockLostTerminatesStep(t *testing.T) {
-	db := freshDB(t)
+	db := throwaway.LocalDatabase(t, "entry_it")
 	dir := t.TempDir()
 	env := func(step string) []string {
-		return []string{"DATABASE_URL=" + localPG + db, "ENTRY_RELEASE=" + step}
+		return []string{"DATABASE_URL=" + throwaway.LocalPostgresURL(db), "ENTRY_RELEASE=" + step}
 	}
 	a := startPID1(t, env(`sh -c 'echo step-a-started; exec sleep 60'`), "--", "touch", filepath.Join(dir, "a"))
-	a.waitOutput("step-a-started", 20*time.Second)
+	a.waitOutput("\nstep-a-started", 20*time.Second)
 	b := startPID1(t, env(`sh -c 'echo step-b-ran'`), "--", "touch", filepath.Join(dir, "b"))
 	b.waitOutput("release lock", 20*time.Second) // b reports it is waiting for the holder
 
@@ -112,7 +100,7 @@ func TestReleaseLockLostTerminatesStep(t *testing.T) {
 	if status := b.wait(20 * time.Second); status != 0 {
 		t.Fatalf("replica b: status %d, want 0\n%s", status, b.out)
 	}
-	if !strings.Contains(b.out.String(), "step-b-ran") {
+	if !strings.Contains(b.out.String(), "\nstep-b-ran") {
 		t.Errorf("replica b's step did not run\n%s", b.out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "b")); err != nil {
@@ -124,12 +112,14 @@ func TestReleaseSIGTERMIsForwarded(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "started")
 	step := `sh -c 'trap "echo step-got-term; exit 0" TERM; echo step-started; while :; do sleep 0.05; done'`
 	n := startPID1(t, []string{"ENTRY_RELEASE=" + step}, "--", "touch", marker)
-	n.waitOutput("step-started", 20*time.Second)
+	// At the start of a line: entry's log of the command holds the same words, before
+	// the shell has set its trap.
+	n.waitOutput("\nstep-started", 20*time.Second)
 	n.signal(syscall.SIGTERM)
 	if status := n.wait(10 * time.Second); status != 0 {
 		t.Fatalf("status %d, want the step's own 0\n%s", status, n.out)
 	}
-	if !strings.Contains(n.out.String(), "step-got-term") {
+	if !strings.Contains(n.out.String(), "\nstep-got-term") {
 		t.Errorf("the step never saw SIGTERM\n%s", n.out)
 	}
 	if _, err := os.Stat(marker); err == nil {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,20 +12,8 @@ import (
 	"github.com/entry-dev/entry/internal/throwaway"
 )
 
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
-}
-
 func TestWaitTimeoutOnClosedPort(t *testing.T) {
-	port := closedPort(t)
+	port := throwaway.FreePort(t)
 	r := runEntry(t, 20*time.Second, []string{"ENTRY_WAIT=tcp://127.0.0.1:" + strconv.Itoa(port), "ENTRY_WAIT_TIMEOUT=2s"}, "wait")
 	if r.status != 69 {
 		t.Fatalf("status %d, want 69\n%s", r.status, r.output())
@@ -43,7 +30,7 @@ func TestWaitTimeoutOnClosedPort(t *testing.T) {
 }
 
 func TestWaitSIGTERMAsPID1(t *testing.T) {
-	port := closedPort(t)
+	port := throwaway.FreePort(t)
 	n := startPID1(t, []string{"ENTRY_WAIT=tcp://127.0.0.1:" + strconv.Itoa(port)}, "wait")
 	n.waitOutput("not ready", 10*time.Second)
 	start := time.Now()
@@ -114,7 +101,7 @@ func TestCheck(t *testing.T) {
 			t.Errorf("no %q in the table:\n%s", s, r.stdout)
 		}
 	}
-	env = append(env, "ENTRY_WAIT=tcp://127.0.0.1:"+strconv.Itoa(closedPort(t)))
+	env = append(env, "ENTRY_WAIT=tcp://127.0.0.1:"+strconv.Itoa(throwaway.FreePort(t)))
 	if r = runEntry(t, 30*time.Second, env, "check"); r.status != 69 || !strings.Contains(r.stdout, "down") {
 		t.Errorf("with a closed port: status %d, want 69 and a down row\n%s", r.status, r.output())
 	}
@@ -212,7 +199,7 @@ func TestWaitRefusedForGood(t *testing.T) {
 	rd.StartAndWait()
 	tests := []struct {
 		name, env, want string
-		limit          time.Duration
+		limit           time.Duration
 	}{
 		{"amqp vhost", "CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/no-such-vhost", "530", 5 * time.Second},
 		// RabbitMQ answers a refused login by closing the socket 3 s later.

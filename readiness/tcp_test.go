@@ -6,16 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entry-dev/entry/internal/throwaway"
 )
 
 func TestTCP(t *testing.T) {
-	// Reserve a port, free it, and have Wait find it once it listens.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	// A free port, which Wait must find once it listens.
+	addr := throwaway.FreeAddr(t)
 	c, err := NewTCP("tcp://" + addr)
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +23,7 @@ func TestTCP(t *testing.T) {
 	rec := &recorder{}
 	wait := waitAsync(c, fastOptions(rec, 10*time.Second))
 	time.Sleep(50 * time.Millisecond)
-	l, err = net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

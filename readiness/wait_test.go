@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/entry-dev/entry/internal/throwaway"
 )
 
 // fakeChecker returns results in order, repeating the last one.
@@ -392,10 +394,7 @@ func TestProbe(t *testing.T) {
 	}
 	defer l.Close()
 	up, _ := NewTCP(l.Addr().String())
-	l2, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l2.Addr().String()
-	l2.Close()
-	down, _ := NewTCP(addr)
+	down, _ := NewTCP(throwaway.FreeAddr(t))
 	res := Probe(context.Background(), []Checker{up, down}, time.Second)
 	if len(res) != 2 || res[0].Err != nil || res[0].State != "ready" || res[0].Target != "tcp "+l.Addr().String() {
 		t.Errorf("up: %+v", res[0])

@@ -3,29 +3,21 @@ package release
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os/exec"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/entry-dev/entry/internal/proctest"
+	"github.com/entry-dev/entry/internal/throwaway"
 	"github.com/jackc/pgx/v5"
 )
 
 // The local test server: 127.0.0.1:5432, trust auth, user postgres.
 const adminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-func randomName(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
 
 // admin runs one statement on the local server's postgres database.
 func admin(t *testing.T, sql string, args ...any) {
@@ -46,10 +38,8 @@ func admin(t *testing.T, sql string, args ...any) {
 // name and a pgx-ready URL for it.
 func newDB(t *testing.T) (string, string) {
 	t.Helper()
-	name := randomName("release_test_")
-	admin(t, "CREATE DATABASE "+name)
-	t.Cleanup(func() { admin(t, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
-	return name, "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
+	name := throwaway.LocalDatabase(t, "release_test")
+	return name, throwaway.LocalPostgresURL(name) + "?sslmode=disable"
 }
 
 // terminate ends the sessions whose application_name is app and returns how many.
@@ -95,54 +85,16 @@ func execStep(t *testing.T) func(ctx context.Context, s Step) (int, error) {
 	}
 }
 
-// logBuf collects log output and lets a test wait for a line to appear.
-type logBuf struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newLog(t *testing.T) (*slog.Logger, *logBuf) {
-	b := &logBuf{changed: make(chan struct{})}
+// newLog returns a logger whose output a test can wait for, printed if the
+// test fails.
+func newLog(t *testing.T) (*slog.Logger, *proctest.Buffer) {
+	b := &proctest.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", b.String())
 		}
 	})
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return b.buf.Write(p)
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor waits until the log contains s.
-func (b *logBuf) waitFor(t *testing.T, s string, within time.Duration) {
-	t.Helper()
-	deadline := time.After(within)
-	for {
-		b.mu.Lock()
-		found, changed := strings.Contains(b.buf.String(), s), b.changed
-		b.mu.Unlock()
-		if found {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("log has no %q after %s:\n%s", s, within, b.String())
-		}
-	}
 }
 
 // recv waits for a value from ch or fails the test.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entry-dev/entry/internal/throwaway"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -106,15 +106,15 @@ func TestAcquireReportsHolderChange(t *testing.T) {
 		_, err := Acquire(ctx, dbURL, LockOptions{Key: -18, Log: log})
 		errc <- err
 	}()
-	logs.waitFor(t, fmt.Sprintf("holder_pid=%d", one.PgConn().PID()), 10*time.Second)
+	logs.WaitFor(t, fmt.Sprintf("holder_pid=%d", one.PgConn().PID()), 10*time.Second)
 	if _, err := one.Exec(ctx, "SELECT pg_advisory_unlock(-18)"); err != nil {
 		t.Fatal(err)
 	}
 	if err := recv(t, queued, 10*time.Second, "second holder's lock"); err != nil {
 		t.Fatal(err)
 	}
-	logs.waitFor(t, "release lock holder changed, waiting", 10*time.Second)
-	logs.waitFor(t, fmt.Sprintf("holder_pid=%d", two.PgConn().PID()), time.Second)
+	logs.WaitFor(t, "release lock holder changed, waiting", 10*time.Second)
+	logs.WaitFor(t, fmt.Sprintf("holder_pid=%d", two.PgConn().PID()), time.Second)
 	cancel()
 	recv(t, errc, 10*time.Second, "Acquire return")
 }
@@ -131,7 +131,7 @@ func TestAcquireCancelledWhileWaiting(t *testing.T) {
 		_, err := Acquire(ctx, dbURL, LockOptions{Key: 12, Timeout: time.Minute, Log: log})
 		errc <- err
 	}()
-	logs.waitFor(t, "release lock busy", 10*time.Second)
+	logs.WaitFor(t, "release lock busy", 10*time.Second)
 	cancel()
 	err := recv(t, errc, 10*time.Second, "Acquire return after cancel")
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrLockTimeout) {
@@ -188,7 +188,7 @@ func TestLostLockStopsStepAndHandsOver(t *testing.T) {
 	}()
 
 	recv(t, started, 10*time.Second, "step start")
-	logsB.waitFor(t, "release lock busy", 10*time.Second)
+	logsB.WaitFor(t, "release lock busy", 10*time.Second)
 	if n := terminate(t, appA); n != 1 {
 		t.Fatalf("terminated %d sessions named %q, want 1", n, appA)
 	}
@@ -240,19 +240,14 @@ func TestReleaseFreesLock(t *testing.T) {
 func TestErrorsHideThePassword(t *testing.T) {
 	const secret = "S3cr3t:p@ss/w%rd"
 	db, dbURL := newDB(t)
-	role := randomName("release_pw_")
+	role := throwaway.Name("release_pw")
 	admin(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", role, secret))
 	t.Cleanup(func() { admin(t, "DROP ROLE IF EXISTS "+role) })
 	userinfo := url.UserPassword(role, secret).String()
 	roleURL := "postgres://" + userinfo + "@127.0.0.1:5432/" + db + "?sslmode=disable"
 	holdLock(t, dbURL, "manual holder "+db, 15)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := throwaway.FreeAddr(t)
 
 	tests := []struct {
 		name string

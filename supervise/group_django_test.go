@@ -2,9 +2,6 @@ package supervise
 
 import (
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/entry-dev/entry/internal/throwaway"
 )
 
 const testBroker = "amqp://guest:guest@127.0.0.1:5672//"
@@ -30,9 +27,8 @@ func TestGroupGunicornCelery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queue := fmt.Sprintf("entry-test-group-%d-%d", os.Getpid(), time.Now().UnixNano())
-	t.Cleanup(func() { deleteQueue(t, queue) })
-	addr := groupFreeAddr(t)
+	queue := throwaway.LocalQueue(t, "entry_test_group")
+	addr := throwaway.FreeAddr(t)
 	env := []string{"GROUP_QUEUE=" + queue, "GROUP_DIR=" + dir, "CELERY_BROKER_URL=" + testBroker, "PYTHONUNBUFFERED=1"}
 	g := startGroupEnv(t, env, fmt.Sprintf(`
 web: /usr/bin/gunicorn --chdir %[1]s -b %[2]s -w 2 --graceful-timeout 20 web:application
@@ -56,21 +52,7 @@ beat: /usr/bin/python3 -m celery --workdir %[1]s -A tasks beat -s %[3]s/beat-sch
 	waitFile(t, g, filepath.Join(dir, "after-restart"))
 
 	// A request and a task in flight when TERM comes.
-	type reply struct {
-		body string
-		err  error
-	}
-	replies := make(chan reply, 1)
-	go func() {
-		resp, err := http.Get("http://" + addr + "/slow")
-		if err != nil {
-			replies <- reply{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		replies <- reply{string(b), err}
-	}()
+	replies := getInBackground("http://" + addr + "/slow")
 	done := filepath.Join(dir, "slow-done")
 	sendTask(t, app, env, "slow", done)
 	g.expectAll(`web.1 +\| slow request started`, `worker.1 +\| .*slow task started`)
@@ -127,36 +109,4 @@ func waitFile(t *testing.T, g *groupRun, path string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// deleteQueue removes the queue and exchange the test's Celery app made.
-func deleteQueue(t *testing.T, name string) {
-	conn, err := amqp.Dial(testBroker)
-	if err != nil {
-		t.Errorf("cleaning up queue %s: %v", name, err)
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Errorf("cleaning up queue %s: %v", name, err)
-		return
-	}
-	if _, err := ch.QueueDelete(name, false, false, false); err != nil {
-		t.Errorf("deleting queue %s: %v", name, err)
-		return
-	}
-	if err := ch.ExchangeDelete(name, false, false); err != nil {
-		t.Errorf("deleting exchange %s: %v", name, err)
-	}
-}
-
-func groupFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

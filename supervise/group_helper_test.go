@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entry-dev/entry/internal/proctest"
 	"github.com/entry-dev/entry/procfile"
 	"golang.org/x/sys/unix"
 )
@@ -418,32 +419,11 @@ func (g *groupRun) pid1() int {
 // command line contains all of words.
 func (g *groupRun) child(words ...string) int {
 	g.t.Helper()
-	pid1 := g.pid1()
-	for _, d := range mustDescendants(pid1) {
-		if d.ppid != pid1 {
-			continue
-		}
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", d.pid))
-		argv := strings.Split(string(b), "\x00")
-		if containsAll(argv, words) {
-			return d.pid
-		}
+	pid := proctest.ChildWith(g.pid1(), words...)
+	if pid == 0 {
+		g.t.Fatalf("no child of the helper runs %q", words)
 	}
-	g.t.Fatalf("no child of the helper runs %q", words)
-	return 0
-}
-
-func containsAll(argv, words []string) bool {
-	for _, w := range words {
-		found := false
-		for _, a := range argv {
-			found = found || a == w
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return pid
 }
 
 // wait returns the helper's exit status and when it exited.

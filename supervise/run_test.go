@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/entry-dev/entry/internal/proctest"
+	"github.com/entry-dev/entry/internal/throwaway"
 )
 
 func TestStartErrorStatus(t *testing.T) {
@@ -286,7 +288,7 @@ func TestTerminal(t *testing.T) {
 	type_("sleep 100\n")
 	var sleep int
 	eventually(t, 10*time.Second, "sleep in the foreground", func() bool {
-		sleep = foregroundProcess(p.cmd.Process.Pid, "sleep")
+		sleep = proctest.Foreground(p.cmd.Process.Pid, "sleep")
 		return sleep != 0
 	})
 	type_("\x03")
@@ -301,28 +303,6 @@ func TestTerminal(t *testing.T) {
 	if out := p.output(); strings.Contains(out, "stopping main process") {
 		t.Errorf("Ctrl-C reached entry; output:\n%s", out)
 	}
-}
-
-// foregroundProcess returns the pid of a process below root named comm
-// whose group is its terminal's foreground group.
-func foregroundProcess(root int, comm string) int {
-	for _, d := range mustDescendants(root) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open || s[open+1:close] != comm {
-			continue
-		}
-		// After ")": state ppid pgrp session tty_nr tpgid
-		f := strings.Fields(s[close+1:])
-		if len(f) > 5 && f[2] == f[5] {
-			return d.pid
-		}
-	}
-	return 0
 }
 
 const gunicornApp = `
@@ -345,7 +325,7 @@ func TestGunicorn(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(gunicornApp), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := throwaway.FreeAddr(t)
 	p := start(t, namespaced(pid1Argv([]string{"-timeout", "20s"},
 		"/usr/bin/gunicorn", "--chdir", dir, "--bind", addr, "--workers", "1", "app:app")...)...)
 	p.expect("^pid1 up", 10*time.Second)
@@ -392,21 +372,7 @@ func TestGunicorn(t *testing.T) {
 		return len(ws) > 0
 	})
 
-	type reply struct {
-		body string
-		err  error
-	}
-	replies := make(chan reply, 1)
-	go func() {
-		resp, err := http.Get(url + "/slow")
-		if err != nil {
-			replies <- reply{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		replies <- reply{string(b), err}
-	}()
+	replies := getInBackground(url + "/slow")
 	p.expect("^slow request started$", 10*time.Second)
 	if err := syscall.Kill(pid1, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -424,12 +390,25 @@ func TestGunicorn(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+// httpReply is the answer to a request made in the background.
+type httpReply struct {
+	body string
+	err  error
+}
+
+// getInBackground sends a GET for url and returns at once: the request is
+// in flight while the test stops the server.
+func getInBackground(url string) <-chan httpReply {
+	replies := make(chan httpReply, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			replies <- httpReply{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		replies <- httpReply{string(b), err}
+	}()
+	return replies
 }

@@ -83,7 +83,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 	if len(steps) == 0 {
 		for _, p := range procs {
 			if p.Type == "release" {
-				steps, from = append(steps, p.Command), c.Procfile
+				steps, from = append(steps, p.Command), c.Procfile+", when no command is given"
 			}
 		}
 	}

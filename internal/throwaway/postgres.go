@@ -1,6 +1,7 @@
 package throwaway
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -69,12 +70,8 @@ func pgVersion(binDir string) float64 {
 // started. It fails the test on any error.
 func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	t.Helper()
-	if opts.User == "" {
-		opts.User = "postgres"
-	}
-	if opts.Password == "" {
-		opts.Password = "postgres"
-	}
+	opts.User = cmp.Or(opts.User, "postgres")
+	opts.Password = cmp.Or(opts.Password, "postgres")
 	bin, err := PostgresBinDir()
 	if err != nil {
 		t.Fatalf("throwaway: %v", err)
@@ -85,9 +82,7 @@ func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	}
 	root := tempDir(t, as)
 	p := &Postgres{Port: FreePort(t), Dir: filepath.Join(root, "data"), bin: bin, opts: opts, as: as}
-	p.t = t
-	p.logPath = filepath.Join(root, "postgres.log")
-	p.cleanup(func() { p.stopWith(syscall.SIGINT, 10*time.Second) })
+	p.init(t, "postgres", filepath.Join(root, "postgres.log"), p.Stop)
 
 	must := func(err error) {
 		t.Helper()
@@ -152,9 +147,6 @@ func (p *Postgres) run(stdin *strings.Reader, tool string, args ...string) error
 // connections. Starting a running server fails the test.
 func (p *Postgres) Start() {
 	p.t.Helper()
-	if p.running() != nil {
-		p.t.Fatalf("throwaway postgres: already running")
-	}
 	args := []string{"-D", p.Dir, "-p", strconv.Itoa(p.Port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
@@ -167,32 +159,19 @@ func (p *Postgres) Start() {
 	for _, k := range keys {
 		args = append(args, "-c", k+"="+p.opts.Settings[k])
 	}
-	pr, err := startProc(procSpec{name: "postgres", path: filepath.Join(p.bin, "postgres"), args: args,
+	p.start(procSpec{name: "postgres", path: filepath.Join(p.bin, "postgres"), args: args,
 		dir: filepath.Dir(p.Dir), logPath: p.logPath, cred: p.as.cred})
-	if err != nil {
-		p.t.Fatalf("throwaway postgres: %v", err)
-	}
-	p.setProc(pr)
 }
 
 // WaitReady blocks until the server accepts TCP connections and
 // pg_isready reports it accepting sessions, or fails the test.
 func (p *Postgres) WaitReady(timeout time.Duration) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	if err := waitTCP(p.Addr(), p.running(), timeout); err != nil {
-		p.t.Fatalf("throwaway postgres: %v", err)
-	}
-	for {
+	p.waitReady(p.Addr(), timeout, func() (bool, string) {
 		cmd := exec.Command(filepath.Join(p.bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-t", "1")
-		if cmd.Run() == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("throwaway postgres: not ready after %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		err := cmd.Run()
+		return err == nil, fmt.Sprintf("pg_isready: %v", err)
+	})
 }
 
 // StartAndWait is Start followed by WaitReady(30s).
@@ -203,20 +182,12 @@ func (p *Postgres) StartAndWait() {
 }
 
 // Stop shuts the server down (fast shutdown) and waits for it to exit.
-func (p *Postgres) Stop() { p.stopWith(syscall.SIGINT, 10*time.Second) }
+func (p *Postgres) Stop() { p.stop(syscall.SIGINT, 10*time.Second) }
 
 // Crash stops the server the way a power cut would (immediate shutdown):
 // the next Start goes through crash recovery, during which the server
 // answers 57P03.
-func (p *Postgres) Crash() { p.stopWith(syscall.SIGQUIT, 5*time.Second) }
-
-func (p *Postgres) stopWith(sig syscall.Signal, grace time.Duration) {
-	if pr := p.running(); pr != nil {
-		if err := pr.stop(sig, grace); err != nil {
-			p.t.Logf("throwaway postgres: %v", err)
-		}
-	}
-}
+func (p *Postgres) Crash() { p.stop(syscall.SIGQUIT, 5*time.Second) }
 
 // Addr is "127.0.0.1:port".
 func (p *Postgres) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)) }

@@ -1,6 +1,7 @@
 package throwaway
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -42,15 +43,9 @@ type RabbitMQ struct {
 // NewRabbitMQ writes the node's configuration. The broker is not started.
 func NewRabbitMQ(t testing.TB, opts RabbitOptions) *RabbitMQ {
 	t.Helper()
-	if opts.User == "" {
-		opts.User = "app"
-	}
-	if opts.Password == "" {
-		opts.Password = "app"
-	}
-	if opts.Vhost == "" {
-		opts.Vhost = "/"
-	}
+	opts.User = cmp.Or(opts.User, "app")
+	opts.Password = cmp.Or(opts.Password, "app")
+	opts.Vhost = cmp.Or(opts.Vhost, "/")
 	script, err := rabbitScript()
 	if err != nil {
 		t.Fatalf("throwaway rabbitmq: %v", err)
@@ -61,9 +56,7 @@ func NewRabbitMQ(t testing.TB, opts RabbitOptions) *RabbitMQ {
 	dir := t.TempDir()
 	m := &RabbitMQ{Port: FreePort(t), DistPort: FreePort(t), EPMDPort: FreePort(t), Dir: dir, opts: opts, script: script}
 	m.Node = fmt.Sprintf("throwaway-%d@localhost", m.Port)
-	m.t = t
-	m.logPath = filepath.Join(dir, "rabbitmq.log")
-	m.cleanup(func() {
+	m.init(t, "rabbitmq", filepath.Join(dir, "rabbitmq.log"), func() {
 		m.Stop()
 		if m.epmd != nil {
 			_ = m.epmd.stop(syscall.SIGTERM, 2*time.Second)
@@ -162,9 +155,6 @@ next:
 // once, before the AMQP port opens.
 func (m *RabbitMQ) Start() {
 	m.t.Helper()
-	if m.running() != nil {
-		m.t.Fatalf("throwaway rabbitmq: already running")
-	}
 	if m.epmd == nil || m.epmd.exited() {
 		p, err := startProc(procSpec{name: "epmd", path: mustLook("epmd"),
 			args: []string{"-port", strconv.Itoa(m.EPMDPort), "-address", "127.0.0.1"},
@@ -180,11 +170,7 @@ func (m *RabbitMQ) Start() {
 			m.t.Fatalf("throwaway rabbitmq: epmd: %v", err)
 		}
 	}
-	p, err := startProc(procSpec{name: "rabbitmq-server", path: m.script, env: m.env, dir: m.Dir, logPath: m.logPath})
-	if err != nil {
-		m.t.Fatalf("throwaway rabbitmq: %v", err)
-	}
-	m.setProc(p)
+	m.start(procSpec{name: "rabbitmq-server", path: m.script, env: m.env, dir: m.Dir, logPath: m.logPath})
 }
 
 func mustLook(name string) string {
@@ -199,9 +185,7 @@ func mustLook(name string) string {
 // test. RabbitMQ opens it only when the broker has booted.
 func (m *RabbitMQ) WaitReady(timeout time.Duration) {
 	m.t.Helper()
-	if err := waitTCP(m.Addr(), m.running(), timeout); err != nil {
-		m.t.Fatalf("throwaway rabbitmq: %v", err)
-	}
+	m.waitReady(m.Addr(), timeout, nil)
 }
 
 // StartAndWait is Start followed by WaitReady(60s).
@@ -216,13 +200,7 @@ func (m *RabbitMQ) StartAndWait() {
 // without booting a second Erlang VM to ask for it); if that takes too long
 // the process group is killed. epmd keeps running for a restart and is
 // stopped at cleanup.
-func (m *RabbitMQ) Stop() {
-	if p := m.running(); p != nil {
-		if err := p.stop(syscall.SIGTERM, 20*time.Second); err != nil {
-			m.t.Logf("throwaway rabbitmq: %v", err)
-		}
-	}
-}
+func (m *RabbitMQ) Stop() { m.stop(syscall.SIGTERM, 20*time.Second) }
 
 // Addr is "127.0.0.1:port" of the AMQP listener.
 func (m *RabbitMQ) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.Port)) }

@@ -44,14 +44,10 @@ func NewRedis(t testing.TB, opts RedisOptions) *Redis {
 	}
 	dir := t.TempDir()
 	r := &Redis{Port: FreePort(t), Dir: dir, bin: bin, opts: opts}
-	r.t = t
-	r.logPath = filepath.Join(dir, "redis.log")
-	r.cleanup(r.Stop)
+	r.init(t, "redis", filepath.Join(dir, "redis.log"), r.Stop)
 	if opts.PreloadKeys > 0 {
-		r.start(false)
-		if err := waitTCP(r.Addr(), r.running(), 10*time.Second); err != nil {
-			t.Fatalf("throwaway redis: %v", err)
-		}
+		r.startWith(false)
+		r.waitReady(r.Addr(), 10*time.Second, nil)
 		for _, cmd := range [][]string{{"DEBUG", "POPULATE", strconv.Itoa(opts.PreloadKeys)}, {"SAVE"}} {
 			if out, err := r.cli(cmd...); err != nil || !strings.Contains(out, "OK") {
 				t.Fatalf("throwaway redis: %s: %v %s", strings.Join(cmd, " "), err, out)
@@ -76,50 +72,35 @@ func (r *Redis) cli(args ...string) (string, error) {
 // connections (and, with a preloaded dataset, before loading finishes).
 func (r *Redis) Start() {
 	r.t.Helper()
-	r.start(true)
+	r.startWith(true)
 }
 
-func (r *Redis) start(final bool) {
+// startWith starts the server; loadDelay applies opts.KeyLoadDelay, which
+// would only slow down the run that writes the preloaded dataset.
+func (r *Redis) startWith(loadDelay bool) {
 	r.t.Helper()
-	if r.running() != nil {
-		r.t.Fatalf("throwaway redis: already running")
-	}
 	args := []string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--protected-mode", "no", "--enable-debug-command", "local", "--logfile", ""}
 	if r.opts.RequirePass != "" {
 		args = append(args, "--requirepass", r.opts.RequirePass)
 	}
-	if final && r.opts.KeyLoadDelay > 0 {
+	if loadDelay && r.opts.KeyLoadDelay > 0 {
 		// Serve clients (with LOADING) every 1 KiB of the RDB, not every 2 MiB.
 		args = append(args, "--key-load-delay", strconv.Itoa(r.opts.KeyLoadDelay),
 			"--loading-process-events-interval-bytes", "1024")
 	}
 	args = append(args, r.opts.Args...)
-	p, err := startProc(procSpec{name: "redis-server", path: r.bin, args: args, dir: r.Dir, logPath: r.logPath})
-	if err != nil {
-		r.t.Fatalf("throwaway redis: %v", err)
-	}
-	r.setProc(p)
+	r.start(procSpec{name: "redis-server", path: r.bin, args: args, dir: r.Dir, logPath: r.logPath})
 }
 
 // WaitReady blocks until PING answers PONG, or fails the test.
 func (r *Redis) WaitReady(timeout time.Duration) {
 	r.t.Helper()
-	deadline := time.Now().Add(timeout)
-	if err := waitTCP(r.Addr(), r.running(), timeout); err != nil {
-		r.t.Fatalf("throwaway redis: %v", err)
-	}
-	for {
+	r.waitReady(r.Addr(), timeout, func() (bool, string) {
 		out, err := r.cli("PING")
-		if err == nil && strings.Contains(out, "PONG") {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("throwaway redis: not ready after %s: %s", timeout, out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && strings.Contains(out, "PONG"), out
+	})
 }
 
 // StartAndWait is Start followed by WaitReady(30s).
@@ -131,13 +112,7 @@ func (r *Redis) StartAndWait() {
 
 // Stop terminates the server (SIGTERM; it does not save: --save "") and
 // waits for it to exit.
-func (r *Redis) Stop() {
-	if p := r.running(); p != nil {
-		if err := p.stop(syscall.SIGTERM, 10*time.Second); err != nil {
-			r.t.Logf("throwaway redis: %v", err)
-		}
-	}
-}
+func (r *Redis) Stop() { r.stop(syscall.SIGTERM, 10*time.Second) }
 
 // Addr is "127.0.0.1:port".
 func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port)) }

@@ -3,6 +3,8 @@
 // test's temporary directory, listens on a free loopback port, can be
 // started late, stopped and restarted, and is stopped by process id in
 // t.Cleanup even when the test fails. Nothing is found or killed by name.
+// It also hands out resources on the machine's own servers (a fresh
+// database, a queue) that are removed when the test ends.
 package throwaway
 
 import (
@@ -202,14 +204,33 @@ func tempDir(t testing.TB, r runAs) string {
 	return dir
 }
 
-// server holds what all throwaway servers share: the running process and
-// its cleanup.
+// server holds what all throwaway servers share: the running process, its
+// log, and its cleanup.
 type server struct {
 	t       testing.TB
+	name    string // for messages: "throwaway <name>: ..."
 	mu      sync.Mutex
 	p       *proc
 	logPath string
 	pgids   []int // every process group ever started, for the final check
+}
+
+// init records the test and the server log, and registers the cleanup: it
+// calls stop, kills any process group left over, and prints the server log
+// when the test failed.
+func (s *server) init(t testing.TB, name, logPath string, stop func()) {
+	s.t, s.name, s.logPath = t, name, logPath
+	t.Cleanup(func() {
+		stop()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, g := range s.pgids {
+			killGroup(g)
+		}
+		if t.Failed() {
+			t.Logf("throwaway: last lines of %s:\n%s", logPath, tail(logPath, 3000))
+		}
+	})
 }
 
 func (s *server) running() *proc {
@@ -228,18 +249,47 @@ func (s *server) setProc(p *proc) {
 	s.pgids = append(s.pgids, p.pid())
 }
 
-// cleanup is registered once per server: it stops the process, kills any
-// group left over, and prints the server log when the test failed.
-func (s *server) cleanup(stop func()) {
-	s.t.Cleanup(func() {
-		stop()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, g := range s.pgids {
-			killGroup(g)
+// start launches the server process and returns at once. Starting a
+// running server fails the test.
+func (s *server) start(spec procSpec) {
+	s.t.Helper()
+	if s.running() != nil {
+		s.t.Fatalf("throwaway %s: already running", s.name)
+	}
+	p, err := startProc(spec)
+	if err != nil {
+		s.t.Fatalf("throwaway %s: %v", s.name, err)
+	}
+	s.setProc(p)
+}
+
+// waitReady waits until addr accepts connections and then, if ready is not
+// nil, until it reports true; it fails the test after timeout with ready's
+// last words.
+func (s *server) waitReady(addr string, timeout time.Duration, ready func() (bool, string)) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	if err := waitTCP(addr, s.running(), timeout); err != nil {
+		s.t.Fatalf("throwaway %s: %v", s.name, err)
+	}
+	for ready != nil {
+		ok, last := ready()
+		if ok {
+			return
 		}
-		if s.t.Failed() && s.logPath != "" {
-			s.t.Logf("throwaway: last lines of %s:\n%s", s.logPath, tail(s.logPath, 3000))
+		if time.Now().After(deadline) {
+			s.t.Fatalf("throwaway %s: not ready after %s: %s", s.name, timeout, last)
 		}
-	})
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop sends sig to the running process, if any, and waits for it to exit;
+// after grace its process group is killed.
+func (s *server) stop(sig syscall.Signal, grace time.Duration) {
+	if p := s.running(); p != nil {
+		if err := p.stop(sig, grace); err != nil {
+			s.t.Logf("throwaway %s: %v", s.name, err)
+		}
+	}
 }
