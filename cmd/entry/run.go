@@ -153,7 +153,7 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 		if err := supervise.SetSubreaper(); err != nil {
 			e.log.Warn("not PID 1 and cannot become a child subreaper: orphans will not be reaped", "err", err)
 		} else {
-			e.log.Debug("not PID 1: registered as child subreaper", "pid", os.Getpid())
+			e.log.Info("not PID 1: registered as child subreaper, orphans are reaped here", "pid", os.Getpid())
 		}
 	}
 	reaper := supervise.NewReaper(ctx, chld, e.log)
