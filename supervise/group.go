@@ -86,7 +86,7 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 		}
 		g.members = append(g.members, &member{Process: p, state: StateStarting})
 		if opt.Output != nil {
-			opt.Output.reserve(p.Name)
+			opt.Output.Reserve(p.Name)
 		}
 		opt.Health.add(p.Name, p.Type)
 	}

@@ -75,7 +75,9 @@ var palette = []string{"36", "33", "32", "35", "34", "96", "93", "92", "95", "94
 
 // reserve widens the name column for names, so that lines stay aligned when
 // the processes start at different times.
-func (o *Output) reserve(names ...string) {
+// Reserve pads every prefix to the longest of names from now on, so that lines
+// written before the processes start (entry's own) line up with theirs.
+func (o *Output) Reserve(names ...string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, n := range names {
@@ -99,7 +101,7 @@ func (o *Output) Writer(name, stream string) io.WriteCloser {
 }
 
 func (o *Output) lineWriter(name, stream string) *lineWriter {
-	o.reserve(name)
+	o.Reserve(name)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	w := &lineWriter{o: o, dst: o.stdout}

@@ -67,7 +67,7 @@ func TestOutputText(t *testing.T) {
 	for _, tt := range tests {
 		var stdout, stderr lockedBuffer
 		o := NewOutput(&stdout, &stderr, "text", false)
-		o.reserve("worker.1")
+		o.Reserve("worker.1")
 		w := o.Writer("web.1", "stdout")
 		for _, s := range tt.writes {
 			if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
@@ -105,7 +105,7 @@ func TestOutputEntry(t *testing.T) {
 	var stdout, stderr lockedBuffer
 	o := NewOutput(&stdout, &stderr, "text", false)
 	fmt.Fprint(o.Entry(), "entry | short\n")
-	o.reserve("worker.1")
+	o.Reserve("worker.1")
 	fmt.Fprint(o.Entry(), "entry | started process=worker.1\n")
 	fmt.Fprint(o.Entry(), "other record\n")
 	want := "entry | short\nentry    | started process=worker.1\nother record\n"
@@ -115,7 +115,7 @@ func TestOutputEntry(t *testing.T) {
 
 	stderr = lockedBuffer{}
 	o = NewOutput(&stdout, &stderr, "json", false)
-	o.reserve("worker.1")
+	o.Reserve("worker.1")
 	rec := `{"level":"INFO","msg":"entry | x"}` + "\n"
 	fmt.Fprint(o.Entry(), rec)
 	if got := stderr.String(); got != rec {

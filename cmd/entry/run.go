@@ -104,6 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Error(err.Error())
 			return exitConfig
 		}
+		for _, in := range c.selected(procs) {
+			out.Reserve(in.name)
+		}
 	}
 	checks, err := c.checkers()
 	if err != nil {
