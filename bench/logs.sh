@@ -14,6 +14,7 @@
 # block-buffered stdout does when PYTHONUNBUFFERED is not set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 RUNS=${RUNS:-5}
 LINES=${LINES:-300000}
@@ -34,14 +35,9 @@ for m in $MODES; do
 	[ "${m%/raw}" -ge 1 ] 2>/dev/null || die "MODES: $m is not N or N/raw (N bytes per write)"
 done
 
-while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(ENTRY_|DATABASE_URL|CELERY_BROKER_URL|REDIS_URL|POSTGRES_)' || true)
+clean_env
 
-rm -rf "$OUT"
-mkdir -p "$OUT" bench/out/bin
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bench/out/bin/entry ./cmd/entry
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bench/out/bin/probe ./bench/probe
-ENTRY=$PWD/bench/out/bin/entry
-PROBE=$PWD/bench/out/bin/probe
+build_bins
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 total=$((LINES * ${#WRITERS[@]}))

@@ -8,6 +8,7 @@
 #   RUNS=30 EXEC_RUNS=300 IDLE_WINDOW=10s IDLE_ROUNDS=3 bench/pid1.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 RUNS=${RUNS:-30}               # runs of each SIGTERM measurement (at least 20)
 EXEC_RUNS=${EXEC_RUNS:-300}    # hyperfine runs of each exec-overhead command
@@ -34,15 +35,10 @@ unshare --pid --fork --mount-proc --kill-child /bin/true 2>/dev/null ||
 [ "$RUNS" -ge 1 ] && [ "$EXEC_RUNS" -ge 1 ] && [ "$IDLE_ROUNDS" -ge 1 ] || die "RUNS, EXEC_RUNS and IDLE_ROUNDS must be at least 1"
 
 # Nothing from the caller's environment may give entry something to wait for.
-while read -r v; do unset "$v"; done < <(compgen -e | grep -E '^(ENTRY_|DATABASE_URL|CELERY_BROKER_URL|REDIS_URL|POSTGRES_)' || true)
+clean_env
 export ENTRY_DISCOVER=false
 
-rm -rf "$OUT"
-mkdir -p "$OUT" bench/out/bin
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bench/out/bin/entry ./cmd/entry
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bench/out/bin/probe ./bench/probe
-ENTRY=$PWD/bench/out/bin/entry
-PROBE=$PWD/bench/out/bin/probe
+build_bins
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
