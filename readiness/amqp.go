@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/entry-dev/entry/internal/redact"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -47,7 +48,7 @@ func NewAMQP(rawURL string) (*AMQP, error) {
 	_, pass, _ := userinfo(u)
 	uri, err := amqp.ParseURI(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("invalid AMQP URL: %s", scrub(err.Error(), pass))
+		return nil, fmt.Errorf("invalid AMQP URL: %s", redact.String(err.Error(), pass))
 	}
 	vhost := uri.Vhost
 	if vhost == "" {

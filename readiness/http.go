@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/entry-dev/entry/internal/redact"
 )
 
 // HTTPOptions configures TLS for NewHTTP.
@@ -59,7 +61,7 @@ func NewHTTP(rawURL string, opt HTTPOptions) (*HTTP, error) {
 	}
 	user, pass, hasPass := userinfo(u)
 	fail := func(format string, args ...any) (*HTTP, error) {
-		return nil, errors.New(scrub("invalid HTTP URL: "+fmt.Sprintf(format, args...), pass))
+		return nil, errors.New(redact.String("invalid HTTP URL: "+fmt.Sprintf(format, args...), pass))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fail("scheme must be http or https")
@@ -184,7 +186,7 @@ func (h *HTTP) Check(ctx context.Context) error {
 	if detail != "" {
 		msg += ": " + detail
 	}
-	err = errors.New(scrub(msg, h.pass))
+	err = errors.New(redact.String(msg, h.pass))
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		if h.hasCreds {

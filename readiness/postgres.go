@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/entry-dev/entry/internal/redact"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -74,7 +75,7 @@ func pgParseError(connString string, err error) error {
 	if inner != nil {
 		msg += ": " + inner.Error()
 	}
-	return errors.New("invalid postgres connection string: " + scrub(msg, connStringSecrets(connString)...))
+	return errors.New("invalid postgres connection string: " + redact.String(msg, connStringSecrets(connString)...))
 }
 
 // connStringSecrets extracts password candidates from a connection string

@@ -4,34 +4,20 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/entry-dev/entry/internal/redact"
 )
 
-const mask = "xxxxx"
-
-// scrub replaces every occurrence of each secret, raw or percent-encoded, in
-// s. It is the last line of defence for messages built from third-party
-// errors that may quote a connection string.
-func scrub(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if sec == "" {
-			continue
-		}
-		for _, form := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec)} {
-			s = strings.ReplaceAll(s, form, mask)
-		}
-	}
-	return s
-}
-
 // scrubErr returns err unchanged when its text contains none of the secrets,
-// otherwise an error with the same text minus the secrets (the chain is cut:
-// nothing below it can leak them later).
+// otherwise an error with the same text minus the secrets. Unlike redact.Error
+// it cuts the chain: classify builds its messages from the *pgconn.PgError it
+// finds below, and must not find one whose text held the password.
 func scrubErr(err error, secrets ...string) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	if clean := scrub(msg, secrets...); clean != msg {
+	if clean := redact.String(msg, secrets...); clean != msg {
 		return errors.New(clean)
 	}
 	return err
@@ -60,7 +46,7 @@ func redactedURL(u *url.URL) string {
 		for k := range q {
 			if sensitiveParam(k) {
 				for i := range q[k] {
-					q[k][i] = mask
+					q[k][i] = redact.Mask
 				}
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/entry-dev/entry/internal/redact"
 )
 
 // Redis is ready when it answers PING after AUTH and SELECT, spoken in a
@@ -43,7 +45,7 @@ func NewRedis(rawURL string) (*Redis, error) {
 	}
 	user, pass, hasPass := userinfo(u)
 	fail := func(format string, args ...any) (*Redis, error) {
-		return nil, errors.New(scrub("invalid Redis URL: "+fmt.Sprintf(format, args...), pass))
+		return nil, errors.New(redact.String("invalid Redis URL: "+fmt.Sprintf(format, args...), pass))
 	}
 	r := &Redis{user: user, pass: pass, urlHasPwd: hasPass && pass != ""}
 	switch u.Scheme {
@@ -96,7 +98,7 @@ func NewRedis(rawURL string) (*Redis, error) {
 	case user != "" && !hasPass:
 		// redis://SECRET@host is a common slip for redis://:SECRET@host:
 		// a lone user name may well be a password, so it is not shown.
-		who = mask + "@"
+		who = redact.Mask + "@"
 	case user != "":
 		who = user + "@"
 	}
@@ -184,7 +186,7 @@ func (r *Redis) classify(cmd, msg string) error {
 	if !r.urlHasPwd {
 		secrets = append(secrets, r.user) // maybe a misplaced password
 	}
-	err := errors.New(truncate(scrub(oneLine(msg), secrets...), 200))
+	err := errors.New(truncate(redact.String(oneLine(msg), secrets...), 200))
 	switch code {
 	case "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN":
 		return retry(code, err)

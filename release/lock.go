@@ -7,12 +7,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/entry-dev/entry/internal/redact"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -334,29 +333,4 @@ func (l *Lock) fail(op string, err error) error {
 	return l.scrub(fmt.Errorf("release lock %s: %s: %w", l.target, op, err))
 }
 
-func (l *Lock) scrub(err error) error { return scrub(err, l.secret) }
-
-// scrub keeps a password out of err's text. pgx leaves it out of the errors
-// passed on here, but driver and server texts are not ours to guarantee.
-func scrub(err error, secret string) error {
-	if err == nil || secret == "" {
-		return err
-	}
-	msg := err.Error()
-	clean := msg
-	for _, s := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
-		clean = strings.ReplaceAll(clean, s, "xxxxx")
-	}
-	if clean == msg {
-		return err
-	}
-	return &scrubbedError{msg: clean, err: err}
-}
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
+func (l *Lock) scrub(err error) error { return redact.Error(err, l.secret) }

@@ -304,25 +304,3 @@ func assertHidden(t *testing.T, secret string, texts ...string) {
 		}
 	}
 }
-
-func TestScrub(t *testing.T) {
-	tests := []struct {
-		secret, msg, want string
-	}{
-		{"", "connect: refused", "connect: refused"},
-		{"hunter2", "connect: refused", "connect: refused"},
-		{"hunter2", "bad DSN password=hunter2 host=x", "bad DSN password=xxxxx host=x"},
-		{"a b/c", "bad url u:a%20b%2Fc@h", "bad url u:xxxxx@h"},
-		{"a b/c", "bad url u:a+b%2Fc@h", "bad url u:xxxxx@h"},
-	}
-	for _, tc := range tests {
-		base := errors.New(tc.msg)
-		err := scrub(base, tc.secret)
-		if got := err.Error(); got != tc.want {
-			t.Errorf("scrub(%q, %q): got %q, want %q", tc.msg, tc.secret, got, tc.want)
-		}
-		if !errors.Is(err, base) {
-			t.Errorf("scrub(%q, %q) lost the wrapped error", tc.msg, tc.secret)
-		}
-	}
-}

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strings"
 	"time"
+
+	"github.com/entry-dev/entry/internal/redact"
 )
 
 // Step is one release command, e.g. {Name: "release.1", Command: "python manage.py migrate --noinput"}.
@@ -52,7 +52,7 @@ func Run(ctx context.Context, lock *Lock, steps []Step, run func(ctx context.Con
 			}
 			return 1, fmt.Errorf("release step %s not started: %w", s.Name, cause)
 		}
-		log.Info("release step start", "step", s.Name, "cmd", redactCommand(s.Command))
+		log.Info("release step start", "step", s.Name, "cmd", redact.Command(s.Command))
 		start := time.Now()
 		status, err := run(ctx, s)
 		took := time.Since(start).Round(time.Millisecond)
@@ -74,33 +74,4 @@ func Run(ctx context.Context, lock *Lock, steps []Step, run func(ctx context.Con
 		log.Info("release step done", "step", s.Name, "status", status, "duration", took)
 	}
 	return 0, nil
-}
-
-// redactCommand hides the password of any URL in a command line before it is
-// logged: a release command such as `manage.py check --database postgres://u:pw@db/app`
-// must not put pw in the log.
-func redactCommand(cmd string) string {
-	fields := strings.Fields(cmd)
-	changed := false
-	for i, f := range fields {
-		j := strings.Index(f, "://")
-		if j < 0 || !strings.Contains(f[j:], "@") {
-			continue
-		}
-		// The URL starts at its scheme, after any `--flag=` or `VAR=` and quote.
-		k := strings.LastIndexAny(f[:j], `="'`) + 1
-		raw := strings.TrimRight(f[k:], `"'`)
-		u, err := url.Parse(raw)
-		if err != nil {
-			fields[i], changed = f[:k]+"xxxxx", true
-			continue
-		}
-		if _, ok := u.User.Password(); ok {
-			fields[i], changed = f[:k]+u.Redacted()+f[k+len(raw):], true
-		}
-	}
-	if !changed {
-		return cmd
-	}
-	return strings.Join(fields, " ")
 }

@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/entry-dev/entry/internal/redact"
 	"github.com/entry-dev/entry/procfile"
 	"github.com/kelseyhightower/envconfig"
 	"golang.org/x/sys/unix"
@@ -44,14 +44,6 @@ Environment (default in the second column):
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v[0], v[1], v[2])
 	}
 	tw.Flush()
-}
-
-// secretInCommand matches the credentials part of a URL inside a command line.
-var secretInCommand = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*):[^@\s]*@`)
-
-// redactCommand hides URL passwords a command line may carry (psql postgres://u:p@db ...).
-func redactCommand(s string) string {
-	return secretInCommand.ReplaceAllString(s, "${1}:xxxxx@")
 }
 
 func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(string) string) error {
@@ -94,7 +86,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 		fmt.Fprintln(w, "  skipped (ENTRY_SKIP_RELEASE)")
 	default:
 		for _, s := range steps {
-			fmt.Fprintf(w, "  %s\t(from %s)\n", redactCommand(s), from)
+			fmt.Fprintf(w, "  %s\t(from %s)\n", redact.Command(s), from)
 		}
 		if c.lock {
 			fmt.Fprintf(w, "  lock: advisory lock %d on %s, wait at most %s\n", c.ReleaseLockKey, c.postgres().target, c.ReleaseLockTimeout)
@@ -114,7 +106,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", in.name, redactCommand(in.command), signalText(sig))
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", in.name, redact.Command(in.command), signalText(sig))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", signalText(c.stop), c.StopTimeout)
