@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(tini dumb-init gunicorn python3-celery python3-django python3-psycopg2 python3-redis
-	python3-yaml supervisor hyperfine postgresql redis-server rabbitmq-server util-linux bsdutils
-	procps psmisc)
+# What the tests run: gcc for -race, the servers and their clients, the Django stack from Debian,
+# the inits compared with, unshare and script, and the benchmarks' peers.
+packages=(gcc libc6-dev postgresql redis-server redis-tools rabbitmq-server python3 python3-yaml
+	python3-django python3-psycopg2 python3-redis python3-celery gunicorn tini dumb-init
+	util-linux bsdutils procps psmisc supervisor hyperfine)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

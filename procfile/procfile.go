@@ -21,6 +21,9 @@ var (
 	entryLine = regexp.MustCompile(`^([A-Za-z0-9_-]+):[ \t]*(.*)$`)
 )
 
+// ValidType reports whether name can be a process type: [A-Za-z0-9_-]+.
+func ValidType(name string) bool { return typeName.MatchString(name) }
+
 // maxLine bounds one Procfile line; a longer one is certainly not a Procfile.
 const maxLine = 1 << 20
 

@@ -25,7 +25,7 @@ func (e Exit) Status() int {
 
 func (e Exit) String() string {
 	if e.Signal != 0 {
-		return "killed by " + signalName(e.Signal)
+		return "killed by " + SignalName(e.Signal)
 	}
 	return fmt.Sprintf("exited with status %d", e.Code)
 }
@@ -37,9 +37,9 @@ func exitOf(pid int, ws unix.WaitStatus) Exit {
 	return Exit{Pid: pid, Code: ws.ExitStatus()}
 }
 
-// signalName gives "SIGTERM" rather than Go's "terminated", the name users
+// SignalName gives "SIGTERM" rather than Go's "terminated", the name users
 // type in kill(1) and in ENTRY_STOP_SIGNAL.
-func signalName(sig syscall.Signal) string {
+func SignalName(sig syscall.Signal) string {
 	if n := unix.SignalName(sig); n != "" {
 		return n
 	}

@@ -114,7 +114,7 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 				continue
 			}
 			if stopping(s) && !g.stopping {
-				g.stop(s.(syscall.Signal), "received "+signalName(s.(syscall.Signal)))
+				g.stop(s.(syscall.Signal), "received "+SignalName(s.(syscall.Signal)))
 				continue
 			}
 			g.forward(s.(syscall.Signal))
@@ -374,7 +374,7 @@ func (g *group) signal(m *member, sig syscall.Signal) {
 		err = m.cmd.Process.Signal(sig)
 	}
 	if err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, unix.ESRCH) {
-		g.log.Warn("cannot signal process", "process", m.Name, "pid", m.cmd.Process.Pid, "signal", signalName(sig), "err", err)
+		g.log.Warn("cannot signal process", "process", m.Name, "pid", m.cmd.Process.Pid, "signal", SignalName(sig), "err", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -227,8 +228,8 @@ func (w entryWriter) Write(p []byte) (int, error) {
 	o := w.o
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	prefix := []byte(entryName + " | ")
-	if o.json || o.width == len(entryName) || !bytes.HasPrefix(p, prefix) {
+	const prefix = entryName + " | "
+	if o.json || o.width == len(entryName) || !bytes.HasPrefix(p, []byte(prefix)) {
 		return o.stderr.Write(p)
 	}
 	b := make([]byte, 0, len(p)+o.width)
@@ -241,10 +242,7 @@ func (w entryWriter) Write(p []byte) (int, error) {
 }
 
 func pad(name string, width int) string {
-	for len(name) < width {
-		name += " "
-	}
-	return name
+	return name + strings.Repeat(" ", max(width-len(name), 0))
 }
 
 // lineWriter cuts one stream into lines. Its buffer only ever holds the
@@ -312,12 +310,7 @@ func (w *lineWriter) Close() error {
 	if w.idle != nil {
 		w.idle.Stop()
 	}
-	w.out = w.out[:0]
-	if len(w.partial) > 0 {
-		w.line(w.partial)
-		w.partial = w.partial[:0]
-	}
-	w.flush()
+	w.writePartial()
 	return nil
 }
 
@@ -331,11 +324,17 @@ func (w *lineWriter) pending() bool {
 func (w *lineWriter) flushPartial() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.out = w.out[:0]
-	if len(w.partial) > 0 {
-		w.line(w.partial)
-		w.partial = w.partial[:0]
+	w.writePartial()
+}
+
+// writePartial writes out the partial line, if any; w.mu is held.
+func (w *lineWriter) writePartial() {
+	if len(w.partial) == 0 {
+		return
 	}
+	w.out = w.out[:0]
+	w.line(w.partial)
+	w.partial = w.partial[:0]
 	w.flush()
 }
 

@@ -86,13 +86,13 @@ func Run(ctx context.Context, r *Reaper, cmd *exec.Cmd, sigs <-chan os.Signal, s
 	)
 	send := func(sig syscall.Signal) {
 		if err := p.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			log.Warn("cannot signal main process", "pid", p.Pid, "signal", signalName(sig), "err", err)
+			log.Warn("cannot signal main process", "pid", p.Pid, "signal", SignalName(sig), "err", err)
 		}
 	}
 	begin := func(sig syscall.Signal, why string) {
 		stopAt = time.Now()
 		kill = time.After(stop.Timeout)
-		log.Info("stopping main process", "pid", p.Pid, "signal", signalName(sig), "timeout", stop.Timeout, "reason", why)
+		log.Info("stopping main process", "pid", p.Pid, "signal", SignalName(sig), "timeout", stop.Timeout, "reason", why)
 	}
 wait:
 	for {
@@ -106,7 +106,7 @@ wait:
 			sig := translate(s.(syscall.Signal), stop.Signal)
 			if stopping(s) && stopAt.IsZero() {
 				res.StopSignal = s
-				begin(sig, "received "+signalName(s.(syscall.Signal)))
+				begin(sig, "received "+SignalName(s.(syscall.Signal)))
 			}
 			send(sig)
 		case <-done:

@@ -94,8 +94,8 @@ func TestSignalsReachChild(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := p.expect("^got (SIG[A-Z0-9]+) from ([0-9]+)$", 10*time.Second)
-		if m[1] != signalName(sig) || m[2] != "1" {
-			t.Errorf("child got %s from %s, want %s from 1", m[1], m[2], signalName(sig))
+		if m[1] != SignalName(sig) || m[2] != "1" {
+			t.Errorf("child got %s from %s, want %s from 1", m[1], m[2], SignalName(sig))
 		}
 	}
 	if got := p.wait(10 * time.Second); got != 0 {

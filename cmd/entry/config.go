@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/entry-dev/entry/procfile"
+	"github.com/entry-dev/entry/supervise"
 	"github.com/kelseyhightower/envconfig"
 	"golang.org/x/sys/unix"
 )
@@ -182,7 +183,7 @@ func (c *config) validate(getenv func(string) string) error {
 	}
 	if c.Processes != "" {
 		for _, p := range splitList(c.Processes) {
-			if !validType(p) {
+			if !procfile.ValidType(p) {
 				return badVar("ENTRY_PROCESSES", "invalid process type %q", p)
 			}
 			c.processes = append(c.processes, p)
@@ -256,7 +257,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 	}
 	switch sig {
 	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
-		return 0, fmt.Errorf("%s cannot be a stop signal", unix.SignalName(sig))
+		return 0, fmt.Errorf("%s cannot be a stop signal", supervise.SignalName(sig))
 	}
 	return sig, nil
 }
@@ -271,18 +272,6 @@ func checkListenAddr(addr string) error {
 		return fmt.Errorf("invalid port %q", port)
 	}
 	return nil
-}
-
-func validType(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // splitList splits on commas and whitespace, dropping empty items.

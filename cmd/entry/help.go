@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/entry-dev/entry/internal/redact"
 	"github.com/entry-dev/entry/procfile"
+	"github.com/entry-dev/entry/supervise"
 	"github.com/kelseyhightower/envconfig"
-	"golang.org/x/sys/unix"
 )
 
 const helpTemplate = `{{range .}}{{usage_key .}}	{{if usage_default .}}{{usage_default .}}{{else}}-{{end}}	{{usage_description .}}
@@ -69,16 +68,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 	fmt.Fprintf(w, "wait: %s\n", wait)
 
 	fmt.Fprintln(w, "release:")
-	var steps []string
-	from := "ENTRY_RELEASE"
-	steps = append(steps, c.release...)
-	if len(steps) == 0 {
-		for _, p := range procs {
-			if p.Type == "release" {
-				steps, from = append(steps, p.Command), c.Procfile+", when no command is given"
-			}
-		}
-	}
+	steps, from := c.releaseSteps(procs)
 	switch {
 	case len(steps) == 0:
 		fmt.Fprintln(w, "  (none)")
@@ -86,7 +76,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 		fmt.Fprintln(w, "  skipped (ENTRY_SKIP_RELEASE)")
 	default:
 		for _, s := range steps {
-			fmt.Fprintf(w, "  %s\t(from %s)\n", redact.Command(s), from)
+			fmt.Fprintf(w, "  %s\t(from %s)\n", redact.Command(s.Command), from)
 		}
 		if c.lock {
 			fmt.Fprintf(w, "  lock: advisory lock %d on %s, wait at most %s\n", c.ReleaseLockKey, c.postgres().target, c.ReleaseLockTimeout)
@@ -106,10 +96,10 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", in.name, redact.Command(in.command), signalText(sig))
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", in.name, redact.Command(in.command), supervise.SignalName(sig))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", signalText(c.stop), c.StopTimeout)
+	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", supervise.SignalName(c.stop), c.StopTimeout)
 	fmt.Fprintf(w, "restart: %s, crash loop after %d restarts within %s\n", c.Restart, c.RestartLimit, c.RestartWindow)
 	health := "off"
 	if c.HealthAddr != "" {
@@ -118,11 +108,4 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 	fmt.Fprintf(w, "health: %s\n", health)
 	fmt.Fprintf(w, "log: %s, level %s\n", c.LogFormat, c.LogLevel)
 	return nil
-}
-
-func signalText(sig syscall.Signal) string {
-	if n := unix.SignalName(sig); n != "" {
-		return n
-	}
-	return fmt.Sprintf("signal %d", int(sig))
 }

@@ -7,12 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 
 	"github.com/entry-dev/entry/procfile"
 	"github.com/entry-dev/entry/release"
 	"github.com/entry-dev/entry/supervise"
-	"golang.org/x/sys/unix"
 )
 
 // command builds the exec.Cmd of a command line: a direct exec when it has no shell syntax,
@@ -22,35 +20,21 @@ func command(line string) *exec.Cmd {
 	return exec.Command(argv[0], argv[1:]...)
 }
 
-func (e *entry) releaseSteps(procs []procfile.Entry) []release.Step {
-	var steps []release.Step
-	if e.cfg.SkipRelease {
-		if len(e.cfg.release) > 0 || hasRelease(procs) {
-			e.log.Info("ENTRY_SKIP_RELEASE is set: release steps skipped")
-		}
-		return nil
+// releaseSteps are ENTRY_RELEASE's lines or, when it is unset, the Procfile's release line;
+// from names where they came from.
+func (c *config) releaseSteps(procs []procfile.Entry) (steps []release.Step, from string) {
+	for i, line := range c.release {
+		steps = append(steps, release.Step{Name: fmt.Sprintf("release.%d", i+1), Command: line})
 	}
-	if len(e.cfg.release) > 0 {
-		for i, line := range e.cfg.release {
-			steps = append(steps, release.Step{Name: fmt.Sprintf("release.%d", i+1), Command: line})
-		}
-		return steps
+	if len(steps) > 0 {
+		return steps, "ENTRY_RELEASE"
 	}
 	for _, p := range procs {
 		if p.Type == "release" {
 			steps = append(steps, release.Step{Name: "release", Command: p.Command})
 		}
 	}
-	return steps
-}
-
-func hasRelease(procs []procfile.Entry) bool {
-	for _, p := range procs {
-		if p.Type == "release" {
-			return true
-		}
-	}
-	return false
+	return steps, c.Procfile + ", when no command is given"
 }
 
 // errStopped ends the release sequence after a step that entry was asked to stop.
@@ -68,12 +52,12 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 			AppName: appName(),
 			Log:     e.log,
 		})
-		if s := stop(); s != nil {
+		if s := stop(); s != 0 {
 			if l != nil {
 				l.Release(context.Background())
 			}
-			e.log.Info("stopped while waiting for the release lock", "signal", unix.SignalName(s.(syscall.Signal)))
-			return signalStatus(s), false
+			e.log.Info("stopped while waiting for the release lock", "signal", supervise.SignalName(s))
+			return 128 + int(s), false
 		}
 		if err != nil {
 			e.log.Error(err.Error())
@@ -88,23 +72,12 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	rctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
 	status, err := release.Run(rctx, lock, steps, func(ctx context.Context, s release.Step) (int, error) {
-		cmd := command(s.Command)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-		res, err := supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
-		if err != nil {
-			var se *supervise.StartError
-			if errors.As(err, &se) {
-				return se.Status(), err
-			}
-			return 1, err
-		}
-		if res.StopSignal != nil {
-			st := res.Exit.Status()
+		res, st, err := e.runMain(ctx, reaper, sigs, command(s.Command))
+		if err == nil && res.StopSignal != nil {
 			stopped = &st
 			abort(errStopped) // no further step starts
-			return st, nil
 		}
-		return res.Exit.Status(), nil
+		return st, err
 	}, e.log)
 	if stopped != nil && status != release.ExitLockLost {
 		e.log.Info("stopped during the release phase: no process is started", "status", *stopped)

@@ -175,8 +175,10 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 	if status := e.wait(ctx, sigs, checks); status != 0 {
 		return status
 	}
-	steps := e.releaseSteps(procs)
-	if len(steps) > 0 {
+	steps, _ := e.cfg.releaseSteps(procs)
+	if len(steps) > 0 && e.cfg.SkipRelease {
+		e.log.Info("ENTRY_SKIP_RELEASE is set: release steps skipped")
+	} else if len(steps) > 0 {
 		e.health.SetPhase("release")
 		if status, ok := e.release(ctx, reaper, sigs, steps); !ok {
 			return status
@@ -215,40 +217,33 @@ func stopping(s os.Signal) bool {
 }
 
 // untilStop returns a context cancelled by the first stop signal read from sigs, and a
-// function that stops reading and tells which signal it was (nil if none). Between phases
-// exactly one reader owns sigs.
-func untilStop(ctx context.Context, sigs <-chan os.Signal, log *slog.Logger) (context.Context, func() os.Signal) {
+// function that stops reading and tells which signal it was (0 if none). Between phases
+// exactly one reader owns sigs, whose signals are all syscall.Signals (see forwardable).
+func untilStop(ctx context.Context, sigs <-chan os.Signal, log *slog.Logger) (context.Context, func() syscall.Signal) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	got := make(chan os.Signal, 1)
+	got := make(chan syscall.Signal, 1)
 	go func() {
 		defer close(got)
 		for {
 			select {
 			case s := <-sigs:
 				if stopping(s) {
-					got <- s
+					got <- s.(syscall.Signal)
 					cancel()
 					return
 				}
-				log.Debug("signal ignored: no process is running yet", "signal", unix.SignalName(s.(syscall.Signal)))
+				log.Debug("signal ignored: no process is running yet", "signal", supervise.SignalName(s.(syscall.Signal)))
 			case <-done:
 				return
 			}
 		}
 	}()
-	return ctx, func() os.Signal {
+	return ctx, func() syscall.Signal {
 		close(done)
 		cancel()
 		return <-got
 	}
-}
-
-func signalStatus(s os.Signal) int {
-	if n, ok := s.(syscall.Signal); ok {
-		return 128 + int(n)
-	}
-	return 1
 }
 
 func (e *entry) serveHealth(addr string) (func(), error) {
@@ -263,18 +258,24 @@ func (e *entry) serveHealth(addr string) (func(), error) {
 }
 
 func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, argv []string) int {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-	res, err := supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
+	res, status, err := e.runMain(ctx, reaper, sigs, exec.Command(argv[0], argv[1:]...))
 	if err != nil {
-		var se *supervise.StartError
-		if errors.As(err, &se) {
-			e.log.Error(err.Error(), "status", se.Status())
-			return se.Status()
-		}
-		e.log.Error(err.Error())
-		return 1
+		e.log.Error(err.Error(), "status", status)
+		return status
 	}
-	e.log.Info(fmt.Sprintf("%s %s: exiting with status %d", argv[0], res.Exit, res.Exit.Status()))
-	return res.Exit.Status()
+	e.log.Info(fmt.Sprintf("%s %s: exiting with status %d", argv[0], res.Exit, status))
+	return status
+}
+
+// runMain runs cmd as the main process (a release step, or CMD) on entry's own stdio. status
+// is what entry reports for it: its exit status, 126/127 when it could not be started.
+func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, cmd *exec.Cmd) (res supervise.Result, status int, err error) {
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
+	if se := (*supervise.StartError)(nil); errors.As(err, &se) {
+		return res, se.Status(), err
+	} else if err != nil {
+		return res, 1, err
+	}
+	return res, res.Exit.Status(), nil
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -284,7 +286,7 @@ func postgresDSN(u *rawURL) (dsn, target string, err error) {
 		if qerr != nil {
 			return "", "", fmt.Errorf("invalid query string")
 		}
-		for _, name := range sortedKeys(q) {
+		for _, name := range slices.Sorted(maps.Keys(q)) {
 			v := q.Get(name)
 			switch {
 			case name == "currentSchema":
@@ -305,19 +307,6 @@ func postgresDSN(u *rawURL) (dsn, target string, err error) {
 
 func quoteDSN(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
-}
-
-func sortedKeys(q url.Values) []string {
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }
 
 // skippable reports schemes that name no network service entry can wait for.

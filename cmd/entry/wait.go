@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/entry-dev/entry/readiness"
+	"github.com/entry-dev/entry/supervise"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,9 +34,9 @@ func (e *entry) wait(ctx context.Context, sigs <-chan os.Signal, checks []readin
 		ProgressInterval: e.cfg.ProgressInterval,
 		Log:              e.log,
 	})
-	if s := stop(); s != nil {
-		e.log.Info("stopped while waiting", "signal", unix.SignalName(s.(syscall.Signal)))
-		return signalStatus(s)
+	if s := stop(); s != 0 {
+		e.log.Info("stopped while waiting", "signal", supervise.SignalName(s))
+		return 128 + int(s)
 	}
 	if err == nil {
 		return 0
