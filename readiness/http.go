@@ -24,6 +24,7 @@ import (
 // HTTPOptions configures TLS for NewHTTP.
 type HTTPOptions struct {
 	CAFile   string // PEM file of extra trusted CAs (Elasticsearch 8 generates its own)
+	CA       []byte // the same, already read by the caller; used instead of CAFile
 	Insecure bool   // skip certificate verification
 }
 
@@ -82,10 +83,12 @@ func NewHTTP(rawURL string, opt HTTPOptions) (*HTTP, error) {
 	h.serverWait = esServerWait(c.Query())
 
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: opt.Insecure}
-	if opt.CAFile != "" {
-		pem, err := os.ReadFile(opt.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("HTTP CA file: %w", err)
+	if opt.CA != nil || opt.CAFile != "" {
+		pem := opt.CA
+		if pem == nil {
+			if pem, err = os.ReadFile(opt.CAFile); err != nil {
+				return nil, fmt.Errorf("HTTP CA file: %w", err)
+			}
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,42 +12,26 @@ import (
 	"github.com/entry-dev/entry/supervise"
 )
 
-// command builds the exec.Cmd of a command line: a direct exec when it has no shell syntax,
+// command builds the exec.Cmd of a release step: a direct exec when it has no shell syntax,
 // /bin/sh -c "exec ..." otherwise (see procfile.Argv).
-func command(line string) *exec.Cmd {
+func (e *entry) command(line string) *exec.Cmd {
 	argv, _ := procfile.Argv(line)
-	return exec.Command(argv[0], argv[1:]...)
-}
-
-// releaseSteps are ENTRY_RELEASE's lines or, when it is unset, the Procfile's release line;
-// from names where they came from.
-func (c *config) releaseSteps(procs []procfile.Entry) (steps []release.Step, from string) {
-	for i, line := range c.release {
-		steps = append(steps, release.Step{Name: fmt.Sprintf("release.%d", i+1), Command: line})
-	}
-	if len(steps) > 0 {
-		return steps, "ENTRY_RELEASE"
-	}
-	for _, p := range procs {
-		if p.Type == "release" {
-			steps = append(steps, release.Step{Name: "release", Command: p.Command})
-		}
-	}
-	return steps, c.Procfile + ", when no command is given"
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = e.environ
+	return cmd
 }
 
 // errStopped ends the release sequence after a step that entry was asked to stop.
 var errStopped = errors.New("stopped by a signal")
 
 // release runs the release steps; it returns entry's exit status and whether to go on.
-func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, steps []release.Step) (int, bool) {
+func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal) (int, bool) {
 	var lock *release.Lock
-	if e.cfg.lock {
-		pg := e.cfg.postgres()
+	if pl := e.plan.Release.Lock; pl != nil {
 		lctx, stop := untilStop(ctx, sigs, e.log)
-		l, err := release.Acquire(lctx, pg.url, release.LockOptions{
-			Key:     e.cfg.ReleaseLockKey,
-			Timeout: e.cfg.ReleaseLockTimeout,
+		l, err := release.Acquire(lctx, pl.DSN, release.LockOptions{
+			Key:     pl.Key,
+			Timeout: pl.Timeout,
 			AppName: appName(),
 			Log:     e.log,
 		})
@@ -71,8 +54,8 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	var stopped *int
 	rctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
-	status, err := release.Run(rctx, lock, steps, func(ctx context.Context, s release.Step) (int, error) {
-		res, st, err := e.runMain(ctx, reaper, sigs, command(s.Command))
+	status, err := release.Run(rctx, lock, e.plan.Release.Steps, func(ctx context.Context, s release.Step) (int, error) {
+		res, st, err := e.runMain(ctx, reaper, sigs, e.command(s.Command))
 		if err == nil && res.StopSignal != nil {
 			stopped = &st
 			abort(errStopped) // no further step starts

@@ -13,11 +13,9 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/entry-dev/entry/procfile"
-	"github.com/entry-dev/entry/readiness"
+	"github.com/entry-dev/entry/internal/plan"
 	"github.com/entry-dev/entry/supervise"
 	"golang.org/x/sys/unix"
 )
@@ -28,14 +26,6 @@ const (
 	exitUnavailable = 69
 	exitConfig      = 78
 )
-
-const usage = `usage: entry [--] CMD [ARG...]   wait, release, then run CMD as the main process
-       entry                     the same, with the processes of the Procfile
-       entry wait                wait for the dependencies, then exit 0
-       entry check               probe each dependency once and print a table
-       entry config              print the resolved plan, secrets redacted
-       entry version | help
-`
 
 type invocation struct {
 	verb string // run, procfile, wait, check, config, version, help
@@ -69,7 +59,7 @@ func parseArgs(args []string) (invocation, error) {
 	}
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
 	inv, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "entry: %v\n%s", err, usage)
@@ -83,61 +73,58 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printHelp(stdout)
 		return 0
 	}
-	c, err := loadConfig(getenv)
+	mode := plan.Command
+	switch inv.verb {
+	case "procfile":
+		mode = plan.Procfile
+	case "config":
+		mode = plan.Describe
+	}
+	p, err := plan.Build(environ, mode)
 	if err != nil {
-		newLogger(stderr, "text", slog.LevelInfo).Error(err.Error())
+		log := newLogger(stderr, "text", slog.LevelInfo)
+		var errs *plan.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs.List {
+				log.Error(e.Error())
+			}
+		} else {
+			log.Error(err.Error())
+		}
 		return exitConfig
 	}
-	level, _ := parseLevel(c.LogLevel)
 	// entry's own lines go through the same Output as the children's, so that they are never
 	// interleaved with them and share their alignment.
-	out := supervise.NewOutput(stdout, stderr, c.LogFormat, isTerminal(stdout))
-	log := newLogger(out.Entry(), c.LogFormat, level)
-	for _, w := range c.warnings {
+	out := supervise.NewOutput(stdout, stderr, p.Log.Format, isTerminal(stdout))
+	for _, pr := range p.Processes {
+		out.Reserve(pr.Name)
+	}
+	log := newLogger(out.Entry(), p.Log.Format, p.Log.Level)
+	for _, w := range p.Warnings {
 		log.Warn(w)
-	}
-
-	var procs []procfile.Entry
-	if inv.verb == "procfile" || inv.verb == "config" {
-		procs, err = c.readProcfile(inv.verb == "procfile")
-		if err != nil {
-			log.Error(err.Error())
-			return exitConfig
-		}
-		for _, in := range c.selected(procs) {
-			out.Reserve(in.name)
-		}
-	}
-	checks, err := c.checkers()
-	if err != nil {
-		log.Error(err.Error())
-		return exitConfig
 	}
 	switch inv.verb {
 	case "config":
-		if err := printPlan(stdout, c, procs, getenv); err != nil {
-			log.Error(err.Error())
-			return exitConfig
-		}
+		p.Print(stdout)
 		return 0
 	case "check":
-		return check(ctx, stdout, c, checks)
+		return check(ctx, stdout, p)
 	}
-	e := &entry{cfg: c, log: log, getenv: getenv, stdout: stdout, stderr: stderr, out: out}
-	return e.main(ctx, inv, procs, checks)
+	e := &entry{plan: p, log: log, environ: environ, stdout: stdout, stderr: stderr, out: out}
+	return e.main(ctx, inv)
 }
 
-// entry carries one run of the wait → release → supervise pipeline.
+// entry carries one run of the wait → release → supervise pipeline over a Plan.
 type entry struct {
-	cfg            *config
+	plan           *plan.Plan
 	log            *slog.Logger
-	getenv         func(string) string
+	environ        []string // the children's environment
 	stdout, stderr io.Writer
 	out            *supervise.Output
 	health         *supervise.Health
 }
 
-func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry, checks []readiness.Checker) int {
+func (e *entry) main(ctx context.Context, inv invocation) int {
 	// Subscribe before anything starts: SIGCHLD before the first child (a child that exits
 	// at once would otherwise be missed), every forwardable signal so that nothing reaching
 	// PID 1 is dropped by the kernel for want of a handler.
@@ -146,7 +133,7 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 	// sixty signals one by one would only delay that exit.
 	signal.Notify(sigs, forwardable()...)
 	if inv.verb == "wait" {
-		return e.wait(ctx, sigs, checks)
+		return e.wait(ctx, sigs)
 	}
 	chld := make(chan os.Signal, 2048)
 	signal.Notify(chld, unix.SIGCHLD)
@@ -163,87 +150,31 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 
 	e.health = supervise.NewHealth()
 	e.health.SetPhase("waiting")
-	if e.cfg.HealthAddr != "" {
-		stop, err := e.serveHealth(e.cfg.HealthAddr)
+	if addr := e.plan.HealthAddr; addr != "" {
+		stop, err := e.serveHealth(addr)
 		if err != nil {
-			e.log.Error("ENTRY_HEALTH_ADDR: cannot listen", "addr", e.cfg.HealthAddr, "err", err)
+			e.log.Error("ENTRY_HEALTH_ADDR: cannot listen", "addr", addr, "err", err)
 			return exitConfig
 		}
 		defer stop()
 	}
 
-	if status := e.wait(ctx, sigs, checks); status != 0 {
+	if status := e.wait(ctx, sigs); status != 0 {
 		return status
 	}
-	steps, _ := e.cfg.releaseSteps(procs)
-	if len(steps) > 0 && e.cfg.SkipRelease {
+	if r := e.plan.Release; len(r.Steps) > 0 && r.Skip {
 		e.log.Info("ENTRY_SKIP_RELEASE is set: release steps skipped")
-	} else if len(steps) > 0 {
+	} else if len(r.Steps) > 0 {
 		e.health.SetPhase("release")
-		if status, ok := e.release(ctx, reaper, sigs, steps); !ok {
+		if status, ok := e.release(ctx, reaper, sigs); !ok {
 			return status
 		}
 	}
 	e.health.SetPhase("running")
 	if inv.verb == "procfile" {
-		return e.procfile(ctx, reaper, sigs, procs)
+		return e.procfile(ctx, reaper, sigs)
 	}
 	return e.single(ctx, reaper, sigs, inv.argv)
-}
-
-// forwardable is every signal entry catches: all but SIGKILL/SIGSTOP, SIGCHLD (the reaper's,
-// on its own channel so a burst of exits cannot crowd out a SIGTERM) and SIGURG (the Go
-// runtime's preemption signal, which must never reach a child).
-func forwardable() []os.Signal {
-	var sigs []os.Signal
-	for n := 1; n <= 64; n++ {
-		switch s := syscall.Signal(n); s {
-		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
-		case 32, 33: // reserved by the C library for its threads
-		default:
-			sigs = append(sigs, s)
-		}
-	}
-	return sigs
-}
-
-// stopping reports whether a signal asks entry to stop rather than to be forwarded.
-func stopping(s os.Signal) bool {
-	switch s {
-	case unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP:
-		return true
-	}
-	return false
-}
-
-// untilStop returns a context cancelled by the first stop signal read from sigs, and a
-// function that stops reading and tells which signal it was (0 if none). Between phases
-// exactly one reader owns sigs, whose signals are all syscall.Signals (see forwardable).
-func untilStop(ctx context.Context, sigs <-chan os.Signal, log *slog.Logger) (context.Context, func() syscall.Signal) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	got := make(chan syscall.Signal, 1)
-	go func() {
-		defer close(got)
-		for {
-			select {
-			case s := <-sigs:
-				if stopping(s) {
-					got <- s.(syscall.Signal)
-					cancel()
-					return
-				}
-				log.Debug("signal ignored: no process is running yet", "signal", supervise.SignalName(s.(syscall.Signal)))
-			case <-done:
-				return
-			}
-		}
-	}()
-	return ctx, func() syscall.Signal {
-		close(done)
-		cancel()
-		return <-got
-	}
 }
 
 func (e *entry) serveHealth(addr string) (func(), error) {
@@ -258,7 +189,9 @@ func (e *entry) serveHealth(addr string) (func(), error) {
 }
 
 func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, argv []string) int {
-	res, status, err := e.runMain(ctx, reaper, sigs, exec.Command(argv[0], argv[1:]...))
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = e.environ
+	res, status, err := e.runMain(ctx, reaper, sigs, cmd)
 	if err != nil {
 		e.log.Error(err.Error(), "status", status)
 		return status
@@ -271,7 +204,7 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 // is what entry reports for it: its exit status, 126/127 when it could not be started.
 func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, cmd *exec.Cmd) (res supervise.Result, status int, err error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
+	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.plan.Stop.Signal, Timeout: e.plan.Stop.Timeout}, e.log)
 	if se := (*supervise.StartError)(nil); errors.As(err, &se) {
 		return res, se.Status(), err
 	} else if err != nil {

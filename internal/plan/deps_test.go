@@ -1,4 +1,4 @@
-package main
+package plan
 
 import (
 	"net/url"
@@ -9,36 +9,36 @@ import (
 func TestParseDependency(t *testing.T) {
 	tests := []struct {
 		in     string
-		kind   kind
+		kind   Kind
 		url    string
 		target string
 	}{
-		{"postgres://app:pw@db:5432/app", kindPostgres,
+		{"postgres://app:pw@db:5432/app", Postgres,
 			"host='db' port=5432 user='app' password='pw' dbname='app'", "postgres://app@db:5432/app"},
-		{"pgsql://app:pw@db/app", kindPostgres,
+		{"pgsql://app:pw@db/app", Postgres,
 			"host='db' port=5432 user='app' password='pw' dbname='app'", "postgres://app@db:5432/app"},
-		{"postgis://app:pw@db/geo", kindPostgres,
+		{"postgis://app:pw@db/geo", Postgres,
 			"host='db' port=5432 user='app' password='pw' dbname='geo'", "postgres://app@db:5432/geo"},
 		// An unencoded '@' in the password: Python's urlsplit takes the rightmost '@'.
-		{"postgres://u:p@ss@db:5432/app", kindPostgres,
+		{"postgres://u:p@ss@db:5432/app", Postgres,
 			"host='db' port=5432 user='u' password='p@ss' dbname='app'", "postgres://u@db:5432/app"},
-		{"postgres://u:it's%20me@db/app", kindPostgres,
+		{"postgres://u:it's%20me@db/app", Postgres,
 			`host='db' port=5432 user='u' password='it\'s me' dbname='app'`, "postgres://u@db:5432/app"},
 		// Django-only parameters are dropped, libpq ones kept, currentSchema translated.
-		{"postgres://u:p@db/app?conn_max_age=600&sslmode=require&currentSchema=s1", kindPostgres,
+		{"postgres://u:p@db/app?conn_max_age=600&sslmode=require&currentSchema=s1", Postgres,
 			"host='db' port=5432 user='u' password='p' dbname='app' options='-c search_path=s1' sslmode='require'", "postgres://u@db:5432/app"},
-		{"postgresql://u@%2Fvar%2Frun%2Fpostgresql/app", kindPostgres,
+		{"postgresql://u@%2Fvar%2Frun%2Fpostgresql/app", Postgres,
 			"host='/var/run/postgresql' port=5432 user='u' dbname='app'", "postgres://u@/var/run/postgresql:5432/app"},
-		{"postgres://u:p@[::1]:6543/app", kindPostgres,
+		{"postgres://u:p@[::1]:6543/app", Postgres,
 			"host='::1' port=6543 user='u' password='p' dbname='app'", "postgres://u@[::1]:6543/app"},
-		{"pyamqp://guest:guest@rabbit//", kindAMQP, "amqp://guest:guest@rabbit:5672//", "amqp://guest@rabbit:5672//"},
-		{"amqp://u:p@ss@rabbit:5673/vh?heartbeat=30", kindAMQP, "amqp://u:p%40ss@rabbit:5673/vh", "amqp://u@rabbit:5673/vh"},
-		{"amqps://u:p@rabbit", kindAMQP, "amqps://u:p@rabbit:5671/", "amqps://u@rabbit:5671/"},
-		{"redis://:secret@redis:6379/1", kindRedis, "redis://:secret@redis:6379/1", "redis://redis:6379/1"},
-		{"rediss://default:pw@cache", kindRedis, "rediss://default:pw@cache:6379", "rediss://default@cache:6379"},
-		{"http://elastic:changeme@es:9200/_cluster/health?wait_for_status=yellow&timeout=5s", kindHTTP,
+		{"pyamqp://guest:guest@rabbit//", AMQP, "amqp://guest:guest@rabbit:5672//", "amqp://guest@rabbit:5672//"},
+		{"amqp://u:p@ss@rabbit:5673/vh?heartbeat=30", AMQP, "amqp://u:p%40ss@rabbit:5673/vh", "amqp://u@rabbit:5673/vh"},
+		{"amqps://u:p@rabbit", AMQP, "amqps://u:p@rabbit:5671/", "amqps://u@rabbit:5671/"},
+		{"redis://:secret@redis:6379/1", Redis, "redis://:secret@redis:6379/1", "redis://redis:6379/1"},
+		{"rediss://default:pw@cache", Redis, "rediss://default:pw@cache:6379", "rediss://default@cache:6379"},
+		{"http://elastic:changeme@es:9200/_cluster/health?wait_for_status=yellow&timeout=5s", HTTP,
 			"http://elastic:changeme@es:9200/_cluster/health?wait_for_status=yellow&timeout=5s", "http://elastic@es:9200/_cluster/health"},
-		{"tcp://[::1]:11211", kindTCP, "[::1]:11211", "tcp://[::1]:11211"},
+		{"tcp://[::1]:11211", TCP, "[::1]:11211", "tcp://[::1]:11211"},
 	}
 	for _, tt := range tests {
 		d, err := parseDependency("TEST", tt.in)
@@ -46,8 +46,8 @@ func TestParseDependency(t *testing.T) {
 			t.Errorf("parseDependency(%q): %v", tt.in, err)
 			continue
 		}
-		if d.kind != tt.kind || d.url != tt.url || d.target != tt.target {
-			t.Errorf("parseDependency(%q)\n got %s %q %q\nwant %s %q %q", tt.in, d.kind, d.url, d.target, tt.kind, tt.url, tt.target)
+		if d.kind != tt.kind || d.url != tt.url || d.shown != tt.target {
+			t.Errorf("parseDependency(%q)\n got %s %q %q\nwant %s %q %q", tt.in, d.kind, d.url, d.shown, tt.kind, tt.url, tt.target)
 		}
 	}
 }
@@ -87,7 +87,7 @@ func FuzzParseDependency(f *testing.F) {
 		pw = "Zq9" + url.PathEscape(pw) + "Xv"
 		in := strings.Replace(format, "%s", pw, 1)
 		d, err := parseDependency("FUZZ", in)
-		shown := d.target
+		shown := d.shown
 		if err != nil {
 			shown = err.Error()
 		}
@@ -103,15 +103,19 @@ func FuzzDiscover(f *testing.F) {
 	f.Add("pgsql://u:p@db/app", "pyamqp://g:g@rabbit//", "redis://:x@r/0", "", "", "")
 	f.Add("", "memory://", "unix:///tmp/r.sock", "db", "5432", "pw")
 	f.Fuzz(func(t *testing.T, db, broker, redis, pghost, pgport, pgpass string) {
-		env := map[string]string{"DATABASE_URL": db, "CELERY_BROKER_URL": broker, "REDIS_URL": redis,
-			"POSTGRES_HOST": pghost, "POSTGRES_PORT": pgport, "POSTGRES_PASSWORD": pgpass}
-		c := &config{spec: spec{Discover: true}}
-		err := c.discover(func(k string) string { return env[k] })
-		if err == nil {
-			for _, d := range c.deps {
-				if d.url == "" || d.target == "" || d.source == "" {
+		b := newBuilder("DATABASE_URL="+db, "CELERY_BROKER_URL="+broker, "REDIS_URL="+redis,
+			"POSTGRES_HOST="+pghost, "POSTGRES_PORT="+pgport, "POSTGRES_PASSWORD="+pgpass)
+		b.discover()
+		if b.errs.err() == nil {
+			for _, d := range b.deps {
+				if d.url == "" || d.shown == "" || d.source == "" {
 					t.Fatalf("incomplete dependency %+v", d)
 				}
+			}
+		}
+		for _, e := range b.errs.List {
+			if len(e.Error()) > maxMessage+10 || strings.ContainsAny(e.Error(), "\n\r\x1b") {
+				t.Fatalf("message not one bounded line: %q", e.Error())
 			}
 		}
 	})

@@ -1,4 +1,4 @@
-package main
+package plan
 
 import (
 	"fmt"
@@ -10,24 +10,32 @@ import (
 	"strings"
 )
 
-type kind string
+// Kind is the protocol a dependency is probed with.
+type Kind string
 
 const (
-	kindPostgres kind = "postgres"
-	kindAMQP     kind = "amqp"
-	kindRedis    kind = "redis"
-	kindHTTP     kind = "http"
-	kindTCP      kind = "tcp"
+	Postgres Kind = "postgres"
+	AMQP     Kind = "amqp"
+	Redis    Kind = "redis"
+	HTTP     Kind = "http"
+	TCP      Kind = "tcp"
 )
 
-// dependency is one thing to wait for. url holds credentials and is handed only to the
-// checker; target is the redacted form everything else prints.
+// dependency is one URL as parsed, before its checker exists. url holds credentials and is
+// handed only to the checker; shown is the redacted form used in parse errors.
 type dependency struct {
-	kind   kind
+	kind   Kind
 	source string // the variable it came from
 	url    string
-	target string
+	shown  string
 }
+
+// maxShownItem is the longest ENTRY_WAIT item quoted in an error; a longer one is named by its
+// scheme and size only.
+const maxShownItem = 200
+
+// maxHost is the longest DNS name (RFC 1035); a longer host is a mistake, not a server.
+const maxHost = 253
 
 // rawURL is a URL split the way Python's urllib.parse.urlsplit splits it, which is how
 // dj-database-url and kombu read DATABASE_URL and CELERY_BROKER_URL: the user part ends at the
@@ -100,15 +108,20 @@ func splitURL(s string) (*rawURL, error) {
 			return nil, fmt.Errorf("empty port after ':'")
 		}
 	}
+	if len(host) > 3*maxHost {
+		return nil, fmt.Errorf("host of %d bytes, longer than a host name can be (not shown)", len(host))
+	}
 	h, err := url.PathUnescape(host)
 	if err != nil {
 		return nil, fmt.Errorf("invalid percent-encoding in host %q", host)
 	}
+	if len(h) > maxHost {
+		return nil, fmt.Errorf("host of %d bytes, longer than a host name can be (%d; not shown)", len(h), maxHost)
+	}
 	u.host = h
 	if port != "" {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("invalid port %q (want 1-65535)", port)
+		if err := checkPort(port, false); err != nil {
+			return nil, err
 		}
 	}
 	u.port = port
@@ -148,18 +161,18 @@ func (u *rawURL) who() string {
 
 // schemeKind maps every scheme Django, dj-database-url, django-environ and kombu accept for a
 // service entry can probe to the protocol it speaks.
-func schemeKind(scheme string) (kind, bool) {
+func schemeKind(scheme string) (Kind, bool) {
 	switch scheme {
 	case "postgres", "postgresql", "pgsql", "psql", "postgis", "timescale", "timescalegis", "cockroach":
-		return kindPostgres, true
+		return Postgres, true
 	case "amqp", "amqps", "pyamqp", "librabbitmq":
-		return kindAMQP, true
+		return AMQP, true
 	case "redis", "rediss":
-		return kindRedis, true
+		return Redis, true
 	case "http", "https":
-		return kindHTTP, true
+		return HTTP, true
 	case "tcp":
-		return kindTCP, true
+		return TCP, true
 	}
 	return "", false
 }
@@ -189,9 +202,9 @@ func parseDependency(source, s string) (dependency, error) {
 	}
 	d := dependency{kind: k, source: source}
 	switch k {
-	case kindPostgres:
-		d.url, d.target, err = postgresDSN(u)
-	case kindAMQP:
+	case Postgres:
+		d.url, d.shown, err = postgresDSN(u)
+	case AMQP:
 		scheme, port := "amqp", "5672"
 		if u.scheme == "amqps" {
 			scheme, port = "amqps", "5671"
@@ -202,8 +215,8 @@ func parseDependency(source, s string) (dependency, error) {
 		}
 		q := keepParams(u.query, "certfile", "keyfile", "cacertfile", "server_name_indication", "auth_mechanism")
 		d.url = scheme + "://" + u.userinfo() + u.hostPort(port) + vhost + q
-		d.target = scheme + "://" + u.who() + u.hostPort(port) + vhost
-	case kindRedis:
+		d.shown = scheme + "://" + u.who() + u.hostPort(port) + vhost
+	case Redis:
 		db := strings.Trim(u.path, "/")
 		if db != "" {
 			if n, err := strconv.Atoi(db); err != nil || n < 0 {
@@ -213,8 +226,8 @@ func parseDependency(source, s string) (dependency, error) {
 		}
 		q := keepParams(u.query, "ssl_cert_reqs")
 		d.url = u.scheme + "://" + u.userinfo() + u.hostPort("6379") + db + q
-		d.target = u.scheme + "://" + u.who() + u.hostPort("6379") + db
-	case kindHTTP:
+		d.shown = u.scheme + "://" + u.who() + u.hostPort("6379") + db
+	case HTTP:
 		// Go's parser is right here: HTTP URLs are not written by Python settings.
 		pu, perr := url.Parse(s)
 		if perr != nil {
@@ -226,13 +239,13 @@ func parseDependency(source, s string) (dependency, error) {
 		if pu.User != nil && pu.User.Username() != "" {
 			shown.User = url.User(pu.User.Username())
 		}
-		d.target = shown.String()
-	case kindTCP:
+		d.shown = shown.String()
+	case TCP:
 		if u.port == "" {
 			return dependency{}, fmt.Errorf("tcp:// needs a port")
 		}
 		d.url = u.hostPort("")
-		d.target = "tcp://" + d.url
+		d.shown = "tcp://" + d.url
 	}
 	if err != nil {
 		return dependency{}, err
@@ -262,7 +275,7 @@ func keepParams(raw string, names ...string) string {
 
 // postgresDSN builds a keyword/value DSN for pgx: it takes unix-socket hosts, odd passwords
 // and IPv6 without any URL re-encoding question.
-func postgresDSN(u *rawURL) (dsn, target string, err error) {
+func postgresDSN(u *rawURL) (dsn, shown string, err error) {
 	db, err := url.PathUnescape(strings.TrimPrefix(u.path, "/"))
 	if err != nil {
 		return "", "", fmt.Errorf("invalid percent-encoding in the database name")
@@ -301,8 +314,8 @@ func postgresDSN(u *rawURL) (dsn, target string, err error) {
 	if strings.HasPrefix(u.host, "/") { // a unix socket directory
 		hp = u.host + ":" + port
 	}
-	target = "postgres://" + u.who() + hp + "/" + db
-	return strings.Join(kv, " "), target, nil
+	shown = "postgres://" + u.who() + hp + "/" + db
+	return strings.Join(kv, " "), shown, nil
 }
 
 func quoteDSN(s string) string {
@@ -319,66 +332,46 @@ func skippable(scheme string) bool {
 	return false
 }
 
-// discover fills c.deps from ENTRY_WAIT(_FILE) and, unless ENTRY_DISCOVER=false, from the
-// app's own settings variables, in the precedence Django and cookiecutter-django use.
-func (c *config) discover(getenv func(string) string) error {
-	wait, src, err := fileEnv(getenv, "ENTRY_WAIT")
-	if err != nil {
-		return err
-	}
+// discover collects the dependencies from ENTRY_WAIT(_FILE) and, unless ENTRY_DISCOVER=false,
+// from the app's own settings variables, in the precedence Django and cookiecutter-django use.
+func (b *builder) discover() {
+	wait, src := b.fileEnv("ENTRY_WAIT", maxListValue)
 	for _, item := range splitList(wait) {
-		d, err := parseDependency(src, item)
-		if err != nil {
-			return badVar(src, "%q: %v", redactItem(item), err)
-		}
-		c.add(d)
-	}
-	if !c.Discover {
-		return nil
-	}
-	if err := c.discoverDatabase(getenv); err != nil {
-		return err
-	}
-	for _, name := range []string{"CELERY_BROKER_URL", "REDIS_URL"} {
-		v, src, err := fileEnv(getenv, name)
-		if err != nil {
-			return err
-		}
-		if v == "" {
+		if len(item) > maxValue {
+			b.errs.add(src, "a URL %s", tooLong(len(item), maxValue))
 			continue
 		}
-		if err := c.discoverURL(src, v, kindAMQP, kindRedis); err != nil {
-			return err
+		d, err := parseDependency(src, item)
+		if err != nil {
+			b.errs.add(src, "%q: %v", redactItem(item), err)
+			continue
+		}
+		b.add(d)
+	}
+	if !b.spec.Discover {
+		return
+	}
+	b.discoverDatabase()
+	for _, name := range []string{"CELERY_BROKER_URL", "REDIS_URL"} {
+		if v, src := b.fileEnv(name, maxValue); v != "" {
+			b.discoverURL(src, v, AMQP, Redis)
 		}
 	}
-	return nil
 }
 
-func (c *config) discoverDatabase(getenv func(string) string) error {
-	v, src, err := fileEnv(getenv, "DATABASE_URL")
-	if err != nil {
-		return err
-	}
-	if v != "" {
-		return c.discoverURL(src, v, kindPostgres)
+func (b *builder) discoverDatabase() {
+	if v, src := b.fileEnv("DATABASE_URL", maxValue); v != "" {
+		b.discoverURL(src, v, Postgres)
+		return
 	}
 	// cookiecutter-django's settings build the URL from POSTGRES_* when DATABASE_URL is unset.
-	host := getenv("POSTGRES_HOST")
-	pass, _, err := fileEnv(getenv, "POSTGRES_PASSWORD")
-	if err != nil {
-		return err
-	}
-	user, _, err := fileEnv(getenv, "POSTGRES_USER")
-	if err != nil {
-		return err
-	}
-	db, _, err := fileEnv(getenv, "POSTGRES_DB")
-	if err != nil {
-		return err
-	}
-	port := getenv("POSTGRES_PORT")
+	host, _ := b.value("POSTGRES_HOST", maxHost)
+	pass, _ := b.fileEnv("POSTGRES_PASSWORD", maxValue)
+	user, _ := b.fileEnv("POSTGRES_USER", maxValue)
+	db, _ := b.fileEnv("POSTGRES_DB", maxValue)
+	port, _ := b.value("POSTGRES_PORT", maxValue)
 	if host == "" && pass == "" && user == "" && db == "" && port == "" {
-		return nil
+		return
 	}
 	if host == "" {
 		host = "postgres"
@@ -392,28 +385,35 @@ func (c *config) discoverDatabase(getenv func(string) string) error {
 	if port == "" {
 		port = "5432"
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return badVar("POSTGRES_PORT", "invalid port %q (want 1-65535)", port)
+	bad := false
+	if err := checkPort(port, false); err != nil {
+		b.errs.add("POSTGRES_PORT", "%v", err)
+		bad = true
 	}
 	if strings.ContainsAny(host, "/@ \t") {
-		return badVar("POSTGRES_HOST", "invalid host %q", host)
+		b.errs.add("POSTGRES_HOST", "invalid host %q", host)
+		bad = true
+	}
+	if bad {
+		return
 	}
 	u := &rawURL{scheme: "postgres", user: user, pass: pass, hasUser: true, hasPass: pass != "", host: host, port: port, path: "/" + url.PathEscape(db)}
-	dsn, target, err := postgresDSN(u)
+	dsn, shown, err := postgresDSN(u)
 	if err != nil {
-		return badVar("POSTGRES_DB", "%v", err)
+		b.errs.add("POSTGRES_DB", "%v", err)
+		return
 	}
-	c.add(dependency{kind: kindPostgres, source: "POSTGRES_*", url: dsn, target: target})
-	return nil
+	b.add(dependency{kind: Postgres, source: "POSTGRES_*", url: dsn, shown: shown})
 }
 
 // discoverURL adds an app variable's URL when its scheme is one of kinds; schemes that are not
 // network services are skipped with a note, and other known ones too (the app may use them
 // in ways entry cannot probe).
-func (c *config) discoverURL(src, v string, kinds ...kind) error {
+func (b *builder) discoverURL(src, v string, kinds ...Kind) {
 	u, err := splitURL(strings.TrimSpace(v))
 	if err != nil {
-		return badVar(src, "%v", err)
+		b.errs.add(src, "%v", err)
+		return
 	}
 	k, known := schemeKind(u.scheme)
 	want := false
@@ -422,36 +422,43 @@ func (c *config) discoverURL(src, v string, kinds ...kind) error {
 	}
 	if !want {
 		if skippable(u.scheme) {
-			c.notes = append(c.notes, fmt.Sprintf("%s: %s:// is not a network service, not waited for", src, u.scheme))
+			b.note("%s: %s:// is not a network service, not waited for", src, u.scheme)
 		} else {
-			c.notes = append(c.notes, fmt.Sprintf("%s: scheme %s:// is not probed; add a tcp://host:port to ENTRY_WAIT to wait for it", src, u.scheme))
+			b.note("%s: scheme %s:// is not probed; add a tcp://host:port to ENTRY_WAIT to wait for it", src, u.scheme)
 		}
-		return nil
+		return
 	}
 	if u.host == "" {
-		c.notes = append(c.notes, fmt.Sprintf("%s: no host (a local socket), not waited for", src))
-		return nil
+		b.note("%s: no host (a local socket), not waited for", src)
+		return
 	}
 	d, err := parseDependency(src, v)
 	if err != nil {
-		return badVar(src, "%v", err)
+		b.errs.add(src, "%v", err)
+		return
 	}
-	c.add(d)
-	return nil
+	b.add(d)
 }
 
 // add keeps one probe per endpoint: REDIS_URL and CELERY_BROKER_URL are often the same.
-func (c *config) add(d dependency) {
-	for _, have := range c.deps {
+func (b *builder) add(d dependency) {
+	for _, have := range b.deps {
 		if have.kind == d.kind && have.url == d.url {
 			return
 		}
 	}
-	c.deps = append(c.deps, d)
+	b.deps = append(b.deps, d)
 }
 
 // redactItem shows a rejected ENTRY_WAIT item without whatever may be a password.
 func redactItem(s string) string {
+	if len(s) > maxShownItem {
+		scheme, _, ok := strings.Cut(s, "://")
+		if !ok || len(scheme) > 20 {
+			return fmt.Sprintf("(an item of %d bytes)", len(s))
+		}
+		return fmt.Sprintf("%s://... (%d bytes)", scheme, len(s))
+	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		if len(s) > 40 {
@@ -470,4 +477,25 @@ func redactItem(s string) string {
 		rest = user + ":xxxxx@" + rest[i+1:]
 	}
 	return scheme + "://" + rest
+}
+
+// checkPort is the one port check: a decimal number 1-65535, or 0 too when zero is true
+// (a listen address, where 0 picks a free port).
+func checkPort(port string, zero bool) error {
+	low := 1
+	if zero {
+		low = 0
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < low || n > 65535 || strings.HasPrefix(port, "+") {
+		return fmt.Errorf("invalid port %q (want %d-65535)", port, low)
+	}
+	return nil
+}
+
+// splitList splits on commas and whitespace, dropping empty items.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	})
 }

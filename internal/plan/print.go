@@ -1,0 +1,72 @@
+package plan
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/entry-dev/entry/internal/redact"
+)
+
+// Print writes the plan as `entry config` shows it: what each phase will do, secrets
+// redacted. It prints the plan the run reads, not a second reading of the environment.
+func (p *Plan) Print(w io.Writer) {
+	fmt.Fprintln(w, "dependencies:")
+	if len(p.Dependencies) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, d := range p.Dependencies {
+		fmt.Fprintf(tw, "  %s\tfrom %s\n", d.Target, d.Source)
+	}
+	tw.Flush()
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	o := p.Wait.Options
+	wait := fmt.Sprintf("timeout %s, attempt timeout %s, backoff %s..%s", o.Timeout, o.AttemptTimeout, o.Backoff.Initial, o.Backoff.Max)
+	if o.Timeout == 0 {
+		wait = strings.Replace(wait, "timeout 0s", "no timeout", 1)
+	}
+	if p.Wait.Skip {
+		wait = "skipped (ENTRY_SKIP_WAIT)"
+	}
+	fmt.Fprintf(w, "wait: %s\n", wait)
+
+	fmt.Fprintln(w, "release:")
+	r := p.Release
+	switch {
+	case len(r.Steps) == 0:
+		fmt.Fprintln(w, "  (none)")
+	case r.Skip:
+		fmt.Fprintln(w, "  skipped (ENTRY_SKIP_RELEASE)")
+	default:
+		for _, s := range r.Steps {
+			fmt.Fprintf(w, "  %s\t(from %s)\n", clean(redact.Command(s.Command)), r.From)
+		}
+		if r.Lock != nil {
+			fmt.Fprintf(w, "  lock: advisory lock %d on %s, wait at most %s\n", r.Lock.Key, r.Lock.Target, r.Lock.Timeout)
+		} else {
+			fmt.Fprintln(w, "  lock: off (no Postgres dependency, or ENTRY_RELEASE_LOCK=false)")
+		}
+	}
+
+	fmt.Fprintln(w, "processes:")
+	if len(p.Processes) == 0 {
+		fmt.Fprintf(w, "  (from the command line; %s has none)\n", p.Procfile)
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, pr := range p.Processes {
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, clean(redact.Command(pr.Command)), signalName(pr.Stop))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", signalName(p.Stop.Signal), p.Stop.Timeout)
+	fmt.Fprintf(w, "restart: %s, crash loop after %d restarts within %s\n", p.Restart.Policy, p.Restart.Limit, p.Restart.Window)
+	health := "off"
+	if p.HealthAddr != "" {
+		health = p.HealthAddr + " (/livez, /readyz, /status)"
+	}
+	fmt.Fprintf(w, "health: %s\n", health)
+	fmt.Fprintf(w, "log: %s, level %s\n", p.Log.Format, strings.ToLower(p.Log.Level.String()))
+}
