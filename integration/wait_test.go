@@ -125,15 +125,25 @@ func TestConfigShowsDiscoveredRedacted(t *testing.T) {
 	}
 }
 
-// TestBadEnvironment: every invalid input stops entry with 78 before anything starts, and the
-// message names the variable.
+// TestBadEnvironment: every invalid input stops entry with 78 before anything starts (no
+// release step, no process), and the message names the variable in one short line. Every
+// ENTRY_* variable `entry help` lists has a case.
 func TestBadEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	marker := filepath.Join(dir, "started")
+	started, released := filepath.Join(dir, "started"), filepath.Join(dir, "released")
+	procfile := filepath.Join(dir, "Procfile")
+	if err := os.WriteFile(procfile, []byte("web: touch "+started+"\nrelease: touch "+released+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	emptyProcfile := filepath.Join(dir, "Procfile.release-only")
+	if err := os.WriteFile(emptyProcfile, []byte("release: touch "+released+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("s3cret", 12000) // 72 KB: over every limit, and never to be echoed
 	tests := []struct {
 		env  string
 		want string
@@ -143,52 +153,117 @@ func TestBadEnvironment(t *testing.T) {
 		{"ENTRY_WAIT=redis://:6379", "ENTRY_WAIT"},
 		{"ENTRY_WAIT=db:5432", "ENTRY_WAIT"},
 		{"ENTRY_WAIT=tcp://db", "ENTRY_WAIT"},
+		{"ENTRY_WAIT=redis://:" + long + "@r/0", "ENTRY_WAIT"},
+		{"ENTRY_WAIT=tcp://" + strings.Repeat("h", 300) + ":1", "ENTRY_WAIT"},
+		{"ENTRY_WAIT=tcp://127.0.0.1:1\nENTRY_WAIT_FILE=" + secret, "ENTRY_WAIT_FILE"},
 		{"DATABASE_URL=postgres://db/app\nDATABASE_URL_FILE=" + secret, "DATABASE_URL_FILE"},
+		{"DATABASE_URL=postgres://u:" + long[:5000] + "@db/app", "DATABASE_URL"},
 		{"REDIS_URL_FILE=" + filepath.Join(dir, "nope"), "REDIS_URL_FILE"},
 		{"ENTRY_WAIT_FILE=" + filepath.Join(dir, "nope"), "ENTRY_WAIT_FILE"},
 		{"ENTRY_WAIT_TIMEOUT=soon", "ENTRY_WAIT_TIMEOUT"},
 		{"ENTRY_STOP_TIMEOUT=-1s", "ENTRY_STOP_TIMEOUT"},
 		{"ENTRY_ATTEMPT_TIMEOUT=0s", "ENTRY_ATTEMPT_TIMEOUT"},
+		{"ENTRY_BACKOFF_INITIAL=-1ms", "ENTRY_BACKOFF_INITIAL"},
+		{"ENTRY_PROGRESS_INTERVAL=often", "ENTRY_PROGRESS_INTERVAL"},
 		{"ENTRY_DISCOVER=maybe", "ENTRY_DISCOVER"},
+		{"ENTRY_SKIP_WAIT=maybe", "ENTRY_SKIP_WAIT"},
+		{"ENTRY_HTTP_INSECURE=maybe", "ENTRY_HTTP_INSECURE"},
+		{"ENTRY_SKIP_RELEASE=maybe", "ENTRY_SKIP_RELEASE"},
+		{"ENTRY_RELEASE=" + long, "ENTRY_RELEASE"},
 		{"ENTRY_RESTART=sometimes", "ENTRY_RESTART"},
+		{"ENTRY_RESTART_WINDOW=0s", "ENTRY_RESTART_WINDOW"},
 		{"ENTRY_STOP_SIGNAL=SIGFOO", "ENTRY_STOP_SIGNAL"},
 		{"ENTRY_STOP_SIGNAL=KILL", "ENTRY_STOP_SIGNAL"},
+		{"ENTRY_STOP_SIGNAL_WEB=SIGFOO", "ENTRY_STOP_SIGNAL_WEB"},
+		{"ENTRY_STOP_SIGNAL_WORKER=STOP", "ENTRY_STOP_SIGNAL_WORKER"},
 		{"ENTRY_LOG_FORMAT=xml", "ENTRY_LOG_FORMAT"},
 		{"ENTRY_LOG_LEVEL=loud", "ENTRY_LOG_LEVEL"},
+		{"ENTRY_LOG_LEVEL=loud\nentry | error: forged", "ENTRY_LOG_LEVEL"},
 		{"ENTRY_HEALTH_ADDR=8081", "ENTRY_HEALTH_ADDR"},
+		{"ENTRY_HEALTH_ADDR=:70000", "ENTRY_HEALTH_ADDR"},
 		{"ENTRY_FORMATION=worker=two", "ENTRY_FORMATION"},
+		{"ENTRY_FORMATION=worker=1", "ENTRY_FORMATION"},
 		{"ENTRY_PROCESSES=web,w@rker", "ENTRY_PROCESSES"},
+		{"ENTRY_PROCESSES=worker", "ENTRY_PROCESSES"},
 		{"ENTRY_RELEASE_LOCK=perhaps", "ENTRY_RELEASE_LOCK"},
 		{"ENTRY_RELEASE_LOCK=true", "ENTRY_RELEASE_LOCK"},
 		{"ENTRY_RELEASE_LOCK_KEY=abc", "ENTRY_RELEASE_LOCK_KEY"},
+		{"ENTRY_RELEASE_LOCK_TIMEOUT=-1m", "ENTRY_RELEASE_LOCK_TIMEOUT"},
 		{"ENTRY_BACKOFF_INITIAL=5s\nENTRY_BACKOFF_MAX=1s", "ENTRY_BACKOFF_MAX"},
 		{"POSTGRES_HOST=db\nPOSTGRES_PORT=pg", "POSTGRES_PORT"},
 		{"DATABASE_URL=postgres://u:p@db:port/app", "DATABASE_URL"},
 		{"CELERY_BROKER_URL=amqp//guest@rabbit", "CELERY_BROKER_URL"},
 		{"ENTRY_RESTART_LIMIT=0", "ENTRY_RESTART_LIMIT"},
 		{"ENTRY_HTTP_CA_FILE=" + filepath.Join(dir, "ca.pem"), "ENTRY_HTTP_CA_FILE"},
+		{"ENTRY_HTTP_CA_FILE=" + secret, "ENTRY_HTTP_CA_FILE"},
 		{"ENTRY_PROCFILE=" + filepath.Join(dir, "Procfile.missing"), "ENTRY_PROCFILE"},
+		{"ENTRY_PROCFILE=" + emptyProcfile, "ENTRY_PROCFILE"},
 	}
+	covered := map[string]bool{}
 	for _, tt := range tests {
-		env := strings.Split(tt.env, "\n")
-		args := []string{"--", "touch", marker}
-		if strings.HasPrefix(tt.env, "ENTRY_PROCFILE") {
-			args = nil
+		covered[tt.want] = true
+		env := append([]string{"ENTRY_PROCFILE=" + procfile}, strings.Split(tt.env, "\n")...)
+		shown := tt.env
+		if len(shown) > 80 {
+			shown = shown[:80] + "..."
 		}
-		r := runEntry(t, 10*time.Second, env, args...)
+		// The Procfile mode: a release step and a process that would each leave a file.
+		r := runEntry(t, 10*time.Second, env)
 		if r.status != 78 {
-			t.Errorf("%s: status %d, want 78\n%s", tt.env, r.status, r.output())
+			t.Errorf("%s: status %d, want 78\n%s", shown, r.status, r.output())
 			continue
 		}
 		if !strings.Contains(r.stderr, tt.want+":") {
-			t.Errorf("%s: the message does not name %s:\n%s", tt.env, tt.want, r.stderr)
+			t.Errorf("%s: the message does not name %s:\n%s", shown, tt.want, r.stderr)
 		}
-		if strings.Contains(r.output(), "s3cret") {
-			t.Errorf("%s: a secret is printed:\n%s", tt.env, r.output())
+		if strings.Contains(r.output(), "s3cret") || strings.Contains(r.output(), "hhhhhhhhhh") {
+			t.Errorf("%s: a secret or an oversized value is printed:\n%.500s", shown, r.output())
 		}
-		if _, err := os.Stat(marker); err == nil {
-			t.Fatalf("%s: the command ran despite the bad environment", tt.env)
+		for _, line := range strings.Split(r.stderr, "\n") {
+			if len(line) > 400 || strings.HasPrefix(line, "entry | error: forged") {
+				t.Errorf("%s: a message over 400 bytes, or not one line: %.500q", shown, line)
+			}
 		}
+		for _, p := range []string{started, released} {
+			if _, err := os.Stat(p); err == nil {
+				t.Fatalf("%s: %s exists: something ran despite the bad environment", shown, p)
+			}
+		}
+	}
+	// Every variable entry help lists has a case above.
+	help := runEntry(t, 10*time.Second, nil, "help")
+	for _, line := range strings.Split(help.stdout, "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(name, "ENTRY_") && !covered[strings.Replace(name, "<TYPE>", "WEB", 1)] {
+			t.Errorf("no bad-value case for %s", name)
+		}
+	}
+}
+
+// TestBadEnvironmentAllAtOnce: every invalid variable is reported in one run.
+func TestBadEnvironmentAllAtOnce(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "started")
+	r := runEntry(t, 10*time.Second, []string{"ENTRY_WAIT_TIMEOUT=soon", "ENTRY_RESTART=sometimes",
+		"ENTRY_STOP_SIGNAL_WORKER=SIGFOO", "ENTRY_WAIT=mongodb://db", "ENTRY_RELEASE=touch " + marker}, "--", "touch", marker)
+	if r.status != 78 {
+		t.Fatalf("status %d, want 78\n%s", r.status, r.output())
+	}
+	for _, v := range []string{"ENTRY_WAIT_TIMEOUT:", "ENTRY_RESTART:", "ENTRY_STOP_SIGNAL_WORKER:", "ENTRY_WAIT:"} {
+		if !strings.Contains(r.stderr, v) {
+			t.Errorf("%s is not reported:\n%s", v, r.stderr)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("something ran")
+	}
+}
+
+// TestWaitNothingToWaitFor: a misspelled DATABASE_URI is not a dependency, and entry says it
+// has nothing to wait for.
+func TestWaitNothingToWaitFor(t *testing.T) {
+	r := runEntry(t, 10*time.Second, []string{"DATABASE_URI=postgres://postgres@127.0.0.1:5432/postgres"}, "wait")
+	if r.status != 0 || !strings.Contains(r.output(), "no dependency to wait for") {
+		t.Errorf("status %d, want 0 and a line saying there is nothing to wait for\n%s", r.status, r.output())
 	}
 }
 
