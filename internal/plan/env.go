@@ -2,30 +2,30 @@ package plan
 
 import "strings"
 
-// Env is the environment a plan is built from, as os.Environ returns it. It is passed in, never
+// environment is what a plan is built from, as os.Environ returns it. It is passed in, never
 // read from the process, so that a test builds a plan (and runs entry) with an environment of
 // its own.
-type Env struct {
+type environment struct {
 	list []string
 	m    map[string]string
 }
 
-// NewEnv indexes environ (KEY=VALUE entries). The last entry of a name wins, as in getenv(3)
+// newEnv indexes environ (KEY=VALUE entries). The last entry of a name wins, as in getenv(3)
 // for an environment built by appending.
-func NewEnv(environ []string) Env {
+func newEnv(environ []string) environment {
 	m := make(map[string]string, len(environ))
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		m[k] = v
 	}
-	return Env{list: environ, m: m}
+	return environment{list: environ, m: m}
 }
 
 // Get returns the value of name, "" when unset.
-func (e Env) Get(name string) string { return e.m[name] }
+func (e environment) Get(name string) string { return e.m[name] }
 
 // Names returns every variable name, in the environment's order.
-func (e Env) Names() []string {
+func (e environment) Names() []string {
 	seen := make(map[string]bool, len(e.list))
 	var out []string
 	for _, kv := range e.list {

@@ -109,14 +109,14 @@ const (
 	Describe
 )
 
-// MaxProcesses bounds the instances one entry supervises. Each holds two pipes and a reaper
+// maxProcesses bounds the instances one entry supervises. Each holds two pipes and a reaper
 // slot; a Procfile of ten thousand lines would otherwise start for half a minute and then
 // fail on the descriptor limit.
-const MaxProcesses = 1000
+const maxProcesses = 1000
 
 // builder carries one Build: the environment, what was found so far, and every error.
 type builder struct {
-	env   Env
+	env   environment
 	spec  Spec
 	errs  Errors
 	deps  []dependency
@@ -126,7 +126,7 @@ type builder struct {
 // Build reads environ (as os.Environ returns it), the _FILE files and, as mode asks, the
 // Procfile, and returns the plan. The error, an *Errors, lists every invalid input at once.
 func Build(environ []string, mode Mode) (*Plan, error) {
-	b := &builder{env: NewEnv(environ)}
+	b := &builder{env: newEnv(environ)}
 	b.spec = load(b.env, &b.errs)
 	s := &b.spec
 	p := &Plan{Procfile: s.Procfile, HealthAddr: s.HealthAddr}
@@ -146,7 +146,7 @@ func Build(environ []string, mode Mode) (*Plan, error) {
 	default:
 		b.errs.add("ENTRY_LOG_FORMAT", "want text or json, got %q", s.LogFormat)
 	}
-	level, err := ParseLevel(s.LogLevel)
+	level, err := parseLevel(s.LogLevel)
 	if err != nil {
 		b.errs.add("ENTRY_LOG_LEVEL", "%v", err)
 	}
@@ -157,7 +157,7 @@ func Build(environ []string, mode Mode) (*Plan, error) {
 		}
 	}
 	p.Stop = Stop{Timeout: s.StopTimeout}
-	if p.Stop.Signal, err = ParseSignal(s.StopSignal); err != nil {
+	if p.Stop.Signal, err = parseSignal(s.StopSignal); err != nil {
 		b.errs.add("ENTRY_STOP_SIGNAL", "%v", err)
 	}
 	typeSignals := b.typeSignals()
@@ -303,7 +303,7 @@ func (b *builder) typeSignals() map[string]syscall.Signal {
 		if !ok || v == "" {
 			continue
 		}
-		sig, err := ParseSignal(v)
+		sig, err := parseSignal(v)
 		if err != nil {
 			b.errs.add(name, "%v", err)
 			continue
@@ -442,8 +442,8 @@ func (b *builder) instances(entries []procfile.Entry, processes []string, format
 			total += procfile.Count(formation, e.Type)
 		}
 	}
-	if total > MaxProcesses {
-		b.errs.add("ENTRY_PROCFILE", "%s: %d processes, over the limit of %d", path, total, MaxProcesses)
+	if total > maxProcesses {
+		b.errs.add("ENTRY_PROCFILE", "%s: %d processes, over the limit of %d", path, total, maxProcesses)
 		return nil
 	}
 	if required && total == 0 {
@@ -506,8 +506,8 @@ func (b *builder) release(entries []procfile.Entry, deps []Dependency) Release {
 	return r
 }
 
-// ParseLevel reads a log level name.
-func ParseLevel(s string) (slog.Level, error) {
+// parseLevel reads a log level name.
+func parseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
 	case "debug":
 		return slog.LevelDebug, nil
@@ -521,8 +521,8 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("want debug, info, warn or error, got %q", s)
 }
 
-// ParseSignal reads a stop signal: a name with or without SIG, or a number.
-func ParseSignal(s string) (syscall.Signal, error) {
+// parseSignal reads a stop signal: a name with or without SIG, or a number.
+func parseSignal(s string) (syscall.Signal, error) {
 	s = strings.ToUpper(strings.TrimSpace(s))
 	var sig syscall.Signal
 	if n, err := strconv.Atoi(s); err == nil {

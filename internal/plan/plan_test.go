@@ -16,7 +16,7 @@ import (
 
 // newBuilder is a builder over environ with the Spec loaded, for testing one step of Build.
 func newBuilder(environ ...string) *builder {
-	b := &builder{env: NewEnv(environ)}
+	b := &builder{env: newEnv(environ)}
 	b.spec = load(b.env, &b.errs)
 	return b
 }
@@ -301,13 +301,13 @@ func TestProcesses(t *testing.T) {
 
 	// Too many processes are refused up front.
 	var many strings.Builder
-	for i := range MaxProcesses + 1 {
+	for i := range maxProcesses + 1 {
 		many.WriteString("p" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676)) + ": sleep 1\n")
 	}
 	if err := os.WriteFile(pf, []byte(many.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Build([]string{"ENTRY_PROCFILE=" + pf}, Procfile); err == nil || !strings.Contains(err.Error(), "over the limit of 1000") {
-		t.Errorf("%d processes: got %v", MaxProcesses+1, err)
+		t.Errorf("%d processes: got %v", maxProcesses+1, err)
 	}
 }

@@ -86,7 +86,7 @@ func fields(s *Spec) []field {
 }
 
 // load fills a Spec from env, reporting every bad variable rather than the first.
-func load(env Env, errs *Errors) Spec {
+func load(env environment, errs *Errors) Spec {
 	var s Spec
 	for _, f := range fields(&s) {
 		raw, fromEnv := env.Get(f.name), true
