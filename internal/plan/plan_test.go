@@ -2,7 +2,11 @@ package plan
 
 import (
 	"bytes"
+	"context"
+	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -310,4 +314,49 @@ func TestProcesses(t *testing.T) {
 	if _, err := Build([]string{"ENTRY_PROCFILE=" + pf}, Procfile); err == nil || !strings.Contains(err.Error(), "over the limit of 1000") {
 		t.Errorf("%d processes: got %v", maxProcesses+1, err)
 	}
+}
+
+// TestCAFileReadOnce: the CA bundle read (bounded) by the plan is the one the https:// checker
+// trusts.
+func TestCAFileReadOnce(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build([]string{"ENTRY_WAIT=" + srv.URL + "/health", "ENTRY_HTTP_CA_FILE=" + ca}, Command)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(ca); err != nil { // the checker must not read it again
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Dependencies[0].Checker.Check(ctx); err != nil {
+		t.Errorf("https check with the CA file: %v", err)
+	}
+}
+
+// FuzzBuild: no environment panics the plan, and every message is one bounded line.
+func FuzzBuild(f *testing.F) {
+	f.Add("ENTRY_WAIT", "postgres://u:p@db/app", "ENTRY_STOP_SIGNAL_WEB", "QUIT")
+	f.Add("ENTRY_RELEASE_LOCK_KEY", "0x10", "POSTGRES_PORT", "\n")
+	f.Add("ENTRY_FORMATION", "web=1,all=3", "ENTRY_HEALTH_ADDR", "[::1]:0")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		_, err := Build([]string{k1 + "=" + v1, k2 + "=" + v2}, Command)
+		var errs *Errors
+		if err != nil && !errors.As(err, &errs) {
+			t.Fatalf("error of type %T: %v", err, err)
+		}
+		if errs != nil {
+			for _, e := range errs.List {
+				if len(e.Error()) > maxMessage+10 || strings.ContainsAny(e.Error(), "\n\r\x1b") {
+					t.Fatalf("message not one bounded line: %q", e.Error())
+				}
+			}
+		}
+	})
 }
