@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Kind is the protocol a dependency is probed with.
@@ -49,6 +50,10 @@ type rawURL struct {
 }
 
 func splitURL(s string) (*rawURL, error) {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		// It would reach the log lines that name the dependency.
+		return nil, fmt.Errorf("a control character in the URL")
+	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || scheme == "" {
 		return nil, fmt.Errorf("not a URL (want scheme://host...)")
@@ -390,9 +395,15 @@ func (b *builder) discoverDatabase() {
 		b.errs.add("POSTGRES_PORT", "%v", err)
 		bad = true
 	}
-	if strings.ContainsAny(host, "/@ \t") {
+	if strings.ContainsAny(host, "/@ \t") || strings.ContainsFunc(host, unicode.IsControl) {
 		b.errs.add("POSTGRES_HOST", "invalid host %q", host)
 		bad = true
+	}
+	for _, v := range [][2]string{{"POSTGRES_USER", user}, {"POSTGRES_DB", db}} {
+		if strings.ContainsFunc(v[1], unicode.IsControl) {
+			b.errs.add(v[0], "a control character in the value")
+			bad = true
+		}
 	}
 	if bad {
 		return

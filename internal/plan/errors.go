@@ -65,10 +65,14 @@ func (e *Errors) err() error {
 
 // clean makes s safe for one log line: control characters and invalid UTF-8 are escaped, and
 // the text is cut at maxMessage bytes.
-func clean(s string) string {
+func clean(s string) string { return escape(s, maxMessage) }
+
+// escape escapes control characters and invalid UTF-8, and cuts the result at max bytes
+// (0: no cut).
+func escape(s string, max int) string {
 	var b strings.Builder
 	for i := 0; i < len(s); {
-		if b.Len() >= maxMessage {
+		if max > 0 && b.Len() >= max {
 			b.WriteString("...")
 			break
 		}

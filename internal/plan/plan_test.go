@@ -360,3 +360,24 @@ func FuzzBuild(f *testing.F) {
 		}
 	})
 }
+
+// TestNoControlCharactersShown: a value that reaches a log line or `entry config` cannot
+// carry a control character.
+func TestNoControlCharactersShown(t *testing.T) {
+	for _, env := range []string{"DATABASE_URL=postgres://u:p@db\x1b[2J/app", "REDIS_URL=redis://r\x07:6379/0",
+		"POSTGRES_USER=a\x1bb", "POSTGRES_HOST=db\x00"} {
+		_, err := Build([]string{env}, Command)
+		if err == nil || strings.ContainsAny(err.Error(), "\x1b\x07\x00") {
+			t.Errorf("%q: got %q, want an error without the control character", env, err)
+		}
+	}
+	p, err := Build([]string{"ENTRY_RELEASE=echo \x1b[31m" + strings.Repeat("x", 400)}, Command)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	p.Print(&out)
+	if strings.Contains(out.String(), "\x1b") || !strings.Contains(out.String(), strings.Repeat("x", 400)) {
+		t.Errorf("config shows %q", out.String())
+	}
+}

@@ -43,7 +43,7 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintln(w, "  skipped (ENTRY_SKIP_RELEASE)")
 	default:
 		for _, s := range r.Steps {
-			fmt.Fprintf(w, "  %s\t(from %s)\n", clean(redact.Command(s.Command)), r.From)
+			fmt.Fprintf(w, "  %s\t(from %s)\n", escape(redact.Command(s.Command), 0), escape(r.From, 0))
 		}
 		if r.Lock != nil {
 			fmt.Fprintf(w, "  lock: advisory lock %d on %s, wait at most %s\n", r.Lock.Key, r.Lock.Target, r.Lock.Timeout)
@@ -54,18 +54,18 @@ func (p *Plan) Print(w io.Writer) {
 
 	fmt.Fprintln(w, "processes:")
 	if len(p.Processes) == 0 {
-		fmt.Fprintf(w, "  (from the command line; %s has none)\n", p.Procfile)
+		fmt.Fprintf(w, "  (from the command line; %s has none)\n", escape(p.Procfile, 0))
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, pr := range p.Processes {
-		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, clean(redact.Command(pr.Command)), signalName(pr.Stop))
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, escape(redact.Command(pr.Command), 0), signalName(pr.Stop))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", signalName(p.Stop.Signal), p.Stop.Timeout)
 	fmt.Fprintf(w, "restart: %s, crash loop after %d restarts within %s\n", p.Restart.Policy, p.Restart.Limit, p.Restart.Window)
 	health := "off"
 	if p.HealthAddr != "" {
-		health = p.HealthAddr + " (/livez, /readyz, /status)"
+		health = escape(p.HealthAddr, 0) + " (/livez, /readyz, /status)"
 	}
 	fmt.Fprintf(w, "health: %s\n", health)
 	fmt.Fprintf(w, "log: %s, level %s\n", p.Log.Format, strings.ToLower(p.Log.Level.String()))
