@@ -59,6 +59,9 @@ func parseArgs(args []string) (invocation, error) {
 	}
 }
 
+// run is the whole of entry, and returns its exit status. environ is its only source of
+// configuration (main passes os.Environ()) and the environment of every release step and
+// process, so a test runs entry in-process with an environment of its own.
 func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
 	inv, err := parseArgs(args)
 	if err != nil {
