@@ -20,7 +20,7 @@
 #   S7  log throughput, three writers of LOG_LINES lines, every line checked
 #
 # Knobs (environment): EXEC_RUNS=300 TERM_RUNS=30 DETECT_RUNS=20 IDLE_WINDOW=10s
-# IDLE_ROUNDS=3 REAP_RUNS=10 ZOMBIES=5000 LOG_RUNS=3 LOG_LINES=200000 LOG_MODES="32768 8192/raw"
+# IDLE_ROUNDS=3 REAP_RUNS=10 ZOMBIES=5000 LOG_RUNS=5 LOG_LINES=200000 LOG_MODES="32768 8192/raw"
 # Everything talks to loopback or to namespaces it creates; the servers it starts are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ IDLE_WINDOW=${IDLE_WINDOW:-10s}
 IDLE_ROUNDS=${IDLE_ROUNDS:-3}
 REAP_RUNS=${REAP_RUNS:-10}
 ZOMBIES=${ZOMBIES:-5000}
-LOG_RUNS=${LOG_RUNS:-3}
+LOG_RUNS=${LOG_RUNS:-5}
 LOG_LINES=${LOG_LINES:-200000}
 LOG_MODES=${LOG_MODES:-32768 8192/raw}
 OUT=bench/out
@@ -399,8 +399,8 @@ report() {
 	read -r g _ _ _ _ < <(stats "$OUT/detect-pg/pg_isready-loop.txt")
 	echo "| S3 detection latency, real Postgres, ms (runs started early) | $(f2 "$e") ($en) | pg_isready loop $(f2 "$g"); wait-for-it $(f2 "$t") ($tn of $DETECT_RUNS early) | $(ratio "$e" "$g") pg_isready loop | ≤ 50, 0 early | $([ "$en" = 0 ] && le "$e" 50 || echo no) |"
 
-	idle() { "$PROBE" stats <(cut -d' ' -f"$2" "$OUT/idle/$1.txt") | cut -d' ' -f1; }
-	echo "| S4 idle $IDLE_WINDOW, 3 children: context switches (all threads) / CPU ms / RSS MiB | $(idle entry 3) / $(idle entry 1) / $(awk -v k="$(idle entry 4)" 'BEGIN { printf "%.1f", k / 1024 }') | tini $(idle tini 3) / $(idle tini 1) / $(awk -v k="$(idle tini 4)" 'BEGIN { printf "%.1f", k / 1024 }'), dumb-init $(idle dumb-init 3) / $(idle dumb-init 1) / $(awk -v k="$(idle dumb-init 4)" 'BEGIN { printf "%.1f", k / 1024 }') | RSS $(ratio "$(idle entry 4)" "$(idle tini 4)") tini | 0 wakeups, RSS ≤ 8 MiB | $(awk -v c="$(idle entry 3)" -v k="$(idle entry 4)" 'BEGIN { print (c == 0 && k <= 8192) ? "yes" : "no" }') |"
+	idle() { "$PROBE" stats <(cut -d' ' -f"$2" "$OUT/idle/$1.txt") | awk '{ printf "%.0f", $1 }'; }
+	echo "| S4 idle $IDLE_WINDOW, 3 children: context switches (all threads) / CPU ms / RSS MiB (threads) | $(idle entry 3) / $(idle entry 1) / $(awk -v k="$(idle entry 4)" 'BEGIN { printf "%.1f", k / 1024 }') ($(idle entry 6)) | tini $(idle tini 3) / $(idle tini 1) / $(awk -v k="$(idle tini 4)" 'BEGIN { printf "%.1f", k / 1024 }'), dumb-init $(idle dumb-init 3) / $(idle dumb-init 1) / $(awk -v k="$(idle dumb-init 4)" 'BEGIN { printf "%.1f", k / 1024 }') | RSS $(ratio "$(idle entry 4)" "$(idle tini 4)") tini | 0 wakeups, RSS ≤ 8 MiB | $(awk -v c="$(idle entry 3)" -v k="$(idle entry 4)" 'BEGIN { print (c == 0 && k <= 8192) ? "yes" : "no" }') |"
 
 	e=$(med "$OUT/reap/entry.txt")
 	t=$(med "$OUT/reap/tini.txt")
