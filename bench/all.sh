@@ -90,6 +90,7 @@ declare -A INIT=(
 )
 # The main process of the peers: a shell with three sleep children; on SIGTERM it sends
 # SIGTERM to them, waits for them and exits 143. entry runs the three from a Procfile.
+# shellcheck disable=SC2016 # expanded by the shell that runs it
 CHILDREN='trap "kill \$a \$b \$c 2>/dev/null; wait; exit 143" TERM
 sleep 1000 & a=$!; sleep 1000 & b=$!; sleep 1000 & c=$!; echo ready; wait'
 printf 'a: sleep 1000\nb: sleep 1000\nc: sleep 1000\n' >"$TMP/Procfile"
@@ -217,6 +218,7 @@ echo "S5 reaping $ZOMBIES zombies ($REAP_RUNS rounds)" >&2
 mkdir -p "$OUT/reap"
 # perl forks ZOMBIES children that exit at once and are never waited for; when perl exits
 # they pass, as zombies, to the init.
+# shellcheck disable=SC2016 # perl, not shell
 ZOMBIE_MAKER='$|=1; for (1..$ARGV[0]) { my $p = fork; die "fork: $!" unless defined $p; POSIX::_exit(0) unless $p } print "ready\n"; <STDIN>; exit 0'
 for ((r = 0; r < REAP_RUNS; r++)); do
 	for i in tini dumb-init entry; do

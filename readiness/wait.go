@@ -55,7 +55,7 @@ const DefaultFreeInterval = 20 * time.Millisecond
 
 // Backoff is a capped exponential backoff with jitter.
 type Backoff struct {
-	Initial time.Duration // delay before the second attempt
+	Initial time.Duration // the first delay, Delay(1)
 	Max     time.Duration // upper bound of any delay, jitter included; 0 = none
 	Factor  float64       // growth per attempt; values below 1 count as 1
 	Jitter  float64       // fraction, 0..1: each delay is scaled by a random factor in [1-Jitter, 1+Jitter)
