@@ -13,8 +13,8 @@ import (
 )
 
 // BenchmarkDetection measures how soon Wait notices a dependency that comes
-// up while it waits, with the default options (DefaultBackoff,
-// DefaultAttemptTimeout). Each trial starts Wait, sleeps a random 0–1 s,
+// up while it waits, with the default options (DefaultFreeInterval,
+// DefaultBackoff, DefaultAttemptTimeout). Each trial starts Wait, sleeps a random 0–1 s,
 // starts a throwaway server, and compares the moment Wait returns with the
 // moment an independent probe, polling every millisecond, first got a
 // protocol-level answer. It reports the median and 95th percentile of that

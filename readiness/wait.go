@@ -41,17 +41,21 @@ const (
 	DefaultProgressInterval = 10 * time.Second
 )
 
-// DefaultBackoff fills zero fields of Options.Backoff. The delays are
-// 100ms, 200ms, 400ms, 800ms, then 1s, each ±20% (capped at 1s): a
-// dependency that becomes ready is seen within about a second (median
-// a few hundred ms, see BenchmarkDetection), at a cost of one probe per
-// second per dependency, and replicas polling one restarting database
-// spread out instead of arriving together.
+// DefaultBackoff fills zero fields of Options.Backoff: after answers that
+// say "not yet" (57P03, LOADING, 503) and after timeouts, the delays are
+// 100ms, 200ms, 400ms, 800ms, then 1s, each ±20% (capped at 1s), so that a
+// struggling server gets at most about one probe a second per dependency
+// and replicas polling one restarting database spread out instead of
+// arriving together. See Schedule for refused connections.
 var DefaultBackoff = Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Factor: 2, Jitter: 0.2}
+
+// DefaultFreeInterval is the pause after a failure that cost the dependency
+// nothing (see Free). Its ±20% jitter is Backoff.Jitter's.
+const DefaultFreeInterval = 20 * time.Millisecond
 
 // Backoff is a capped exponential backoff with jitter.
 type Backoff struct {
-	Initial time.Duration // delay before the second attempt
+	Initial time.Duration // the first delay, Delay(1)
 	Max     time.Duration // upper bound of any delay, jitter included; 0 = none
 	Factor  float64       // growth per attempt; values below 1 count as 1
 	Jitter  float64       // fraction, 0..1: each delay is scaled by a random factor in [1-Jitter, 1+Jitter)
@@ -92,6 +96,7 @@ type Options struct {
 	Timeout          time.Duration // overall deadline for Wait; 0 = none
 	AttemptTimeout   time.Duration // bound on one Check (dial+handshake+query); 0 = DefaultAttemptTimeout
 	Backoff          Backoff       // zero fields take DefaultBackoff's values
+	FreeInterval     time.Duration // pause after a free failure (see Free); 0 = DefaultFreeInterval
 	ProgressInterval time.Duration // period of "still waiting" lines per dependency; 0 = DefaultProgressInterval, <0 = none
 	Log              *slog.Logger  // nil = discard
 
@@ -115,6 +120,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Backoff.Jitter == 0 {
 		o.Backoff.Jitter = DefaultBackoff.Jitter
+	}
+	if o.FreeInterval <= 0 {
+		o.FreeInterval = DefaultFreeInterval
 	}
 	if o.ProgressInterval == 0 {
 		o.ProgressInterval = DefaultProgressInterval
@@ -142,7 +150,7 @@ type depState struct {
 }
 
 // Wait probes every checker in parallel until all are ready. Each dependency
-// is tried at once, then again after Options.Backoff delays. It returns:
+// is tried at once, then again after the pauses of Schedule. It returns:
 //   - nil when every dependency answered;
 //   - the first permanent failure (errors.As *PermanentError), prefixed with
 //     the dependency's name; the other probes are cancelled;
@@ -202,6 +210,8 @@ func (o *Options) waitOne(ctx context.Context, c Checker, st *depState, start ti
 	log := o.Log.With("dependency", name)
 	state := ""
 	nextProgress := start.Add(o.ProgressInterval)
+	sched := Schedule{Free: o.FreeInterval, Backoff: o.Backoff}
+	answered := 0 // consecutive failures that were not free, the last included
 	for attempt := 1; ; attempt++ {
 		st.attempts = attempt
 		err := attemptOnce(ctx, c, o.AttemptTimeout, o.After)
@@ -223,7 +233,12 @@ func (o *Options) waitOne(ctx context.Context, c Checker, st *depState, start ti
 			state = s
 			log.Info("dependency not ready", "state", s, "attempt", attempt, "error", err.Error())
 		}
-		wake := o.Now().Add(o.Backoff.Delay(attempt, o.Rand()))
+		if Free(err) {
+			answered = 0
+		} else {
+			answered++
+		}
+		wake := o.Now().Add(sched.Pause(answered, o.Rand()))
 		for ctx.Err() == nil {
 			now := o.Now()
 			d := wake.Sub(now)

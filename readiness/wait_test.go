@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -207,27 +208,120 @@ func TestBackoffDelay(t *testing.T) {
 
 func TestWaitBackoffSchedule(t *testing.T) {
 	clk := newFakeClock()
-	fc := &fakeChecker{name: "dep", results: []error{refused(), refused(), refused(), refused(), refused(), nil}}
+	pg57 := retry("57P03 the database system is starting up", errors.New("FATAL: the database system is starting up (SQLSTATE 57P03)"))
+	fc := &fakeChecker{name: "dep", results: []error{refused(), refused(), pg57, pg57, pg57, pg57, refused(), nil}}
 	err := Wait(context.Background(), []Checker{fc}, Options{
 		Backoff:          Backoff{Initial: time.Second, Max: 5 * time.Second, Factor: 3, Jitter: 0.5},
+		FreeInterval:     10 * time.Millisecond,
 		ProgressInterval: -1,
 		Now:              clk.Now, After: clk.After, Rand: func() float64 { return 0.5 },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []time.Duration{time.Second, 3 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second}
-	if len(clk.sleeps) != len(want) {
+	// Refused: the short interval. The first 57P03 of a row: still short;
+	// the next ones back off. Refused again: short again.
+	ms := time.Millisecond
+	want := []time.Duration{10 * ms, 10 * ms, 10 * ms, time.Second, 3 * time.Second, 5 * time.Second, 10 * ms}
+	if !slices.Equal(clk.sleeps, want) {
 		t.Fatalf("sleeps %v, want %v", clk.sleeps, want)
 	}
-	for i := range want {
-		if clk.sleeps[i] != want[i] {
-			t.Fatalf("sleeps %v, want %v", clk.sleeps, want)
+	if fc.Calls() != 8 {
+		t.Errorf("calls = %d, want 8 (first attempt immediate)", fc.Calls())
+	}
+}
+
+func TestSchedulePause(t *testing.T) {
+	ms := time.Millisecond
+	s := Schedule{Free: 20 * ms, Backoff: Backoff{Initial: 100 * ms, Max: time.Second, Factor: 2, Jitter: 0.2}}
+	for _, tc := range []struct {
+		answered int
+		rnd      float64
+		want     time.Duration
+	}{
+		{0, 0.5, 20 * ms}, // refused
+		{0, 0, 16 * ms},   // jitter spreads replicas, ±20 %
+		{0, 0.75, 22 * ms},
+		{-1, 0.5, 20 * ms},
+		{1, 0.5, 20 * ms}, // first "starting up" of a row
+		{2, 0.5, 100 * ms},
+		{2, 0, 80 * ms},
+		{3, 0.5, 200 * ms},
+		{5, 0.5, 800 * ms},
+		{6, 0.5, time.Second},
+		{1000, 0.999, time.Second}, // never above the cap
+	} {
+		if got := s.Pause(tc.answered, tc.rnd); got != tc.want {
+			t.Errorf("Pause(%d, %v) = %v, want %v", tc.answered, tc.rnd, got, tc.want)
 		}
 	}
-	if fc.Calls() != 6 {
-		t.Errorf("calls = %d, want 6 (first attempt immediate)", fc.Calls())
+	capped := Schedule{Free: 2 * time.Second, Backoff: Backoff{Initial: 100 * ms, Max: time.Second, Factor: 2}}
+	if got := capped.Pause(0, 0.5); got != time.Second {
+		t.Errorf("a free interval above Backoff.Max: Pause = %v, want the cap", got)
 	}
+}
+
+func TestFree(t *testing.T) {
+	unreach := func(e syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: e}}
+	}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{refused(), true},
+		{unreach(syscall.ENETUNREACH), true},
+		{unreach(syscall.EHOSTUNREACH), true},
+		{retry("connection refused", refused()), true},
+		{retry("57P03 the database system is starting up", errors.New("FATAL")), false},
+		{retry("LOADING", errors.New("LOADING Redis is loading the dataset in memory")), false},
+		{unreach(syscall.ECONNRESET), false},
+		{&net.DNSError{Err: "no such host", Name: "db", IsNotFound: true}, false},
+		{context.DeadlineExceeded, false},
+		{errors.New("HTTP 503"), false},
+	} {
+		if got := Free(tc.err); got != tc.want {
+			t.Errorf("Free(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// Every checker's refusal, as its driver wraps it, is seen as free.
+func TestFreeSeesThroughDrivers(t *testing.T) {
+	addr := throwaway.FreeAddr(t)
+	var checks []Checker
+	for _, mk := range []func() (Checker, error){
+		func() (Checker, error) { return NewTCP(addr) },
+		func() (Checker, error) { return NewPostgres("postgres://u@" + addr + "/db?sslmode=disable") },
+		func() (Checker, error) { return NewRedis("redis://" + addr + "/0") },
+		func() (Checker, error) { return NewAMQP("amqp://guest:guest@" + addr + "/") },
+		func() (Checker, error) { return NewHTTP("http://"+addr+"/health", HTTPOptions{}) },
+	} {
+		c, err := mk()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checks = append(checks, c)
+	}
+	for _, r := range Probe(context.Background(), checks, 5*time.Second) {
+		if r.Err == nil || !Free(r.Err) {
+			t.Errorf("%s: Free(%v) = false, want true (nothing listens on %s)", r.Target, r.Err, addr)
+		}
+	}
+}
+
+// A refused port is probed about fifty times a second, not once a second.
+func TestWaitRefusedIsProbedOften(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := &fakeChecker{name: "tcp db:5432", results: []error{refused()}}
+		err := Wait(context.Background(), []Checker{fc}, Options{Timeout: 10 * time.Second})
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+		if c := fc.Calls(); c < 400 || c > 650 {
+			t.Errorf("attempts on a refused port in 10s = %d, want about 500", c)
+		}
+	})
 }
 
 func TestWaitProgressLinesPerStateChange(t *testing.T) {
@@ -238,13 +332,14 @@ func TestWaitProgressLinesPerStateChange(t *testing.T) {
 	for range 5 {
 		results = append(results, refused())
 	}
-	for range 3 {
+	for range 5 {
 		results = append(results, pg57)
 	}
 	results = append(results, nil)
 	fc := &fakeChecker{name: "postgres app@db:5432/app", results: results}
 	err := Wait(context.Background(), []Checker{fc}, Options{
 		Backoff:          Backoff{Initial: time.Second, Max: 4 * time.Second, Factor: 2, Jitter: 0},
+		FreeInterval:     2 * time.Second,
 		ProgressInterval: 10 * time.Second,
 		Log:              slog.New(rec),
 		Now:              clk.Now, After: clk.After, Rand: func() float64 { return 0.5 },
@@ -252,7 +347,7 @@ func TestWaitProgressLinesPerStateChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Attempts at t=0,1,3,7,11 (refused), 15,19,23 (57P03), 27 (ready);
+	// Attempts at t=0,2,4,6,8 (refused), 10,12,13,15,19 (57P03), 23 (ready);
 	// "still waiting" at t=10 and t=20.
 	for msg, want := range map[string]int{
 		"dependency not ready":   2,
@@ -267,7 +362,7 @@ func TestWaitProgressLinesPerStateChange(t *testing.T) {
 	if got := rec.states(); strings.Join(got, "|") != "connection refused|57P03 the database system is starting up" {
 		t.Errorf("states = %q", got)
 	}
-	if !strings.Contains(rec.text(), "dependency ready after=27s attempts=9") {
+	if !strings.Contains(rec.text(), "dependency ready after=23s attempts=11") {
 		t.Errorf("ready line lacks time-to-ready and attempts:\n%s", rec.text())
 	}
 }

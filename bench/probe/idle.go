@@ -32,7 +32,8 @@ func idleCmd(args []string, stdout io.Writer) error {
 	fs := flags("idle")
 	window := fs.Duration("window", 10*time.Second, "how long the init is watched")
 	settle := fs.Duration("settle", time.Second, "pause between the child's start and the first sample")
-	child := fs.String("child", "sleep", "command name (comm) of the init's child to wait for")
+	child := fs.String("child", "sleep", "command name (comm) of the init's descendants to wait for")
+	count := fs.Int("count", 1, "how many of them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,7 +49,7 @@ func idleCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := waitChild(r, pid, *child, readyTimeout); err != nil {
+	if err := r.waitComm(pid, *child, *count, readyTimeout); err != nil {
 		return fmt.Errorf("%w%s", err, r.output())
 	}
 	time.Sleep(*settle)
@@ -69,38 +70,6 @@ func idleCmd(args []string, stdout io.Writer) error {
 		(b.ticks-a.ticks)*int64(clockTick/time.Millisecond), float64(b.ns-a.ns)/1e3,
 		b.ctxsw-a.ctxsw, b.rss, b.hwm, b.threads)
 	return nil
-}
-
-// waitChild returns once pid has a child whose command name is comm (it has exec'd).
-func waitChild(r *nsRun, pid int, comm string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if hasChild(pid, comm) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("init %d has no child %q after %s", pid, comm, timeout)
-		}
-		select {
-		case <-r.exited:
-			return fmt.Errorf("exited before its child %q started", comm)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-func hasChild(pid int, comm string) bool {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, c := range strings.Fields(string(b)) {
-			name, _ := os.ReadFile("/proc/" + c + "/comm")
-			if strings.TrimSpace(string(name)) == comm {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func sample(pid int) (usage, error) {

@@ -16,6 +16,9 @@ const usageText = `usage: probe COMMAND [flags] [-- ARGV...]
 
   term       SIGTERM latency of a namespace's PID 1 (ARGV: unshare ... INIT sh -c ...)
   wait       SIGTERM latency of "entry wait" against a refused or a silent dependency
+  reap       time for an init to reap the main process's orphaned zombies and exit
+  detect     detection latency of waiters for a TCP port or a real Postgres
+  stats      median, count, minimum, maximum and negatives of sample files
   idle       CPU time, context switches and memory of an idle init over a window
   write      write numbered lines of 80 bytes to stdout
   listen     supervisord event listener: SIGTERM to supervisord once the programs exited
@@ -37,6 +40,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"term":      termCmd,
 		"wait":      waitCmd,
 		"idle":      idleCmd,
+		"reap":      reapCmd,
+		"detect":    detectCmd,
+		"stats":     statsCmd,
 		"write":     writeCmd,
 		"listen":    listenCmd,
 		"check":     checkCmd,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -19,7 +20,8 @@ import (
 // here, and the lines its namespace writes.
 type nsRun struct {
 	cmd    *exec.Cmd
-	stdout chan string // lines, dropped when nobody reads them
+	stdin  io.WriteCloser // the init's stdin, passed on to the main process
+	stdout chan string    // lines, dropped when nobody reads them
 	stderr chan string
 	exited chan struct{} // closed once cmd.Wait returned
 
@@ -50,6 +52,13 @@ func startNS(argv, env []string) (*nsRun, error) {
 	}
 	r.cmd.Env = append(os.Environ(), env...)
 	r.cmd.Stdout, r.cmd.Stderr = outW, errW
+	if r.stdin, err = r.cmd.StdinPipe(); err != nil {
+		outR.Close()
+		errR.Close()
+		outW.Close()
+		errW.Close()
+		return nil, err
+	}
 	err = r.cmd.Start()
 	outW.Close()
 	errW.Close()

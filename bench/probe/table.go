@@ -266,3 +266,23 @@ func elfCmd(args []string, stdout io.Writer) error {
 	_, err = fmt.Fprintln(stdout, kind)
 	return err
 }
+
+// statsCmd prints, for each sample file (one number per line, first field), its median,
+// sample count, minimum, maximum and the count of negative samples.
+func statsCmd(args []string, stdout io.Writer) error {
+	for _, f := range args {
+		cols, err := readSamples(f, 1)
+		if err != nil {
+			return err
+		}
+		neg := 0
+		for _, v := range cols[0] {
+			if v < 0 {
+				neg++
+			}
+		}
+		s := summarize(cols[0])
+		fmt.Fprintf(stdout, "%.3f %d %.3f %.3f %d\n", s.median, s.n, s.min, s.max, neg)
+	}
+	return nil
+}
