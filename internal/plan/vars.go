@@ -20,7 +20,7 @@ type Spec struct {
 	SkipWait         bool          `env:"ENTRY_SKIP_WAIT" default:"false" desc:"skip the wait phase"`
 	WaitTimeout      time.Duration `env:"ENTRY_WAIT_TIMEOUT" default:"120s" desc:"overall deadline of the wait phase (0 waits forever)"`
 	AttemptTimeout   time.Duration `env:"ENTRY_ATTEMPT_TIMEOUT" default:"5s" desc:"bound on one probe of one dependency"`
-	BackoffInitial   time.Duration `env:"ENTRY_BACKOFF_INITIAL" default:"100ms" desc:"delay before the second probe; doubles each time"`
+	BackoffInitial   time.Duration `env:"ENTRY_BACKOFF_INITIAL" default:"100ms" desc:"delay after the second not-yet answer or timeout in a row; doubles each time (a refused port is probed every 20 ms)"`
 	BackoffMax       time.Duration `env:"ENTRY_BACKOFF_MAX" default:"1s" desc:"cap of the delay between probes (jittered by 20%)"`
 	ProgressInterval time.Duration `env:"ENTRY_PROGRESS_INTERVAL" default:"10s" desc:"how often a dependency that is still not ready is reported"`
 	HTTPCAFile       string        `env:"ENTRY_HTTP_CA_FILE" desc:"PEM file of CAs trusted by https:// checks (default: system roots)"`
