@@ -38,17 +38,20 @@ const silentCloseDelay = 3 * time.Second
 // must be rewritten by the caller). Missing credentials mean guest:guest and
 // an empty path means vhost "/", as in amqp091-go and kombu.
 func NewAMQP(rawURL string) (*AMQP, error) {
-	u, err := url.Parse(rawURL)
+	_, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, badURL("AMQP")
 	}
 	if strayAt(rawURL) {
 		return nil, ambiguousURL("AMQP")
 	}
-	_, pass, _ := userinfo(u)
 	uri, err := amqp.ParseURI(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("invalid AMQP URL: %s", redact.String(err.Error(), pass))
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			return nil, badURL("AMQP") // it quotes the URL, password included
+		}
+		// amqp091-go's own checks (scheme, whitespace, port) quote no password.
+		return nil, fmt.Errorf("invalid AMQP URL: %s", redact.Clean(err.Error()))
 	}
 	vhost := uri.Vhost
 	if vhost == "" {
