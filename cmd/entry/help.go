@@ -76,7 +76,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 		fmt.Fprintln(w, "  skipped (ENTRY_SKIP_RELEASE)")
 	default:
 		for _, s := range steps {
-			fmt.Fprintf(w, "  %s\t(from %s)\n", redact.Command(s.Command), from)
+			fmt.Fprintf(w, "  %s\t(from %s)\n", redact.Command(s.Command, s.Secrets...), from)
 		}
 		if c.lock {
 			fmt.Fprintf(w, "  lock: advisory lock %d on %s, wait at most %s\n", c.ReleaseLockKey, c.postgres().target, c.ReleaseLockTimeout)
@@ -96,7 +96,7 @@ func printPlan(w io.Writer, c *config, procs []procfile.Entry, getenv func(strin
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", in.name, redact.Command(in.command), supervise.SignalName(sig))
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", in.name, redact.Command(in.command, c.secrets()...), supervise.SignalName(sig))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", supervise.SignalName(c.stop), c.StopTimeout)

@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/entry-dev/entry/internal/redact"
 	"github.com/entry-dev/entry/procfile"
+	"github.com/entry-dev/entry/readiness"
 	"github.com/entry-dev/entry/release"
 	"github.com/entry-dev/entry/supervise"
 )
@@ -24,14 +26,14 @@ func command(line string) *exec.Cmd {
 // from names where they came from.
 func (c *config) releaseSteps(procs []procfile.Entry) (steps []release.Step, from string) {
 	for i, line := range c.release {
-		steps = append(steps, release.Step{Name: fmt.Sprintf("release.%d", i+1), Command: line})
+		steps = append(steps, release.Step{Name: fmt.Sprintf("release.%d", i+1), Command: line, Secrets: c.secrets()})
 	}
 	if len(steps) > 0 {
 		return steps, "ENTRY_RELEASE"
 	}
 	for _, p := range procs {
 		if p.Type == "release" {
-			steps = append(steps, release.Step{Name: "release", Command: p.Command})
+			steps = append(steps, release.Step{Name: "release", Command: p.Command, Secrets: c.secrets()})
 		}
 	}
 	return steps, c.Procfile + ", when no command is given"
@@ -47,10 +49,13 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 		pg := e.cfg.postgres()
 		lctx, stop := untilStop(ctx, sigs, e.log)
 		l, err := release.Acquire(lctx, pg.url, release.LockOptions{
-			Key:     e.cfg.ReleaseLockKey,
-			Timeout: e.cfg.ReleaseLockTimeout,
-			AppName: appName(),
-			Log:     e.log,
+			Key:            e.cfg.ReleaseLockKey,
+			Timeout:        e.cfg.ReleaseLockTimeout,
+			AppName:        appName(),
+			Log:            e.log,
+			ConnectTimeout: e.cfg.WaitTimeout,
+			AttemptTimeout: e.cfg.AttemptTimeout,
+			Backoff:        readiness.Backoff{Initial: e.cfg.BackoffInitial, Max: e.cfg.BackoffMax, Factor: 2, Jitter: 0.2},
 		})
 		if s := stop(); s != 0 {
 			if l != nil {
@@ -61,7 +66,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 		}
 		if err != nil {
 			e.log.Error(err.Error())
-			return exitUnavailable, false
+			return release.ExitStatus(err), false
 		}
 		lock = l
 		defer lock.Release(context.Background())
@@ -90,6 +95,16 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 		e.log.Error("release failed: no process is started", "status", status)
 	}
 	return status, status == 0
+}
+
+// secrets are the passwords of the configured dependencies, masked wherever they appear as
+// a whole word of a printed command line.
+func (c *config) secrets() []string {
+	var out []string
+	for _, d := range c.deps {
+		out = append(out, redact.Secrets(d.url)...)
+	}
+	return out
 }
 
 func appName() string {

@@ -398,9 +398,35 @@ func Secrets(connString string) []string {
 		}
 		return out
 	}
-	for _, t := range lex(connString) {
-		if name, v, ok := strings.Cut(t.text, "="); ok && strings.TrimSpace(name) == "password" {
-			add(v)
+	// A libpq keyword/value string: values are bare words or single-quoted
+	// with backslash escapes.
+	for s := connString; s != ""; {
+		s = strings.TrimLeft(s, " \t\n")
+		key, rest, ok := strings.Cut(s, "=")
+		if !ok {
+			break
+		}
+		rest = strings.TrimLeft(rest, " \t\n")
+		var v strings.Builder
+		if strings.HasPrefix(rest, "'") {
+			i := 1
+			for ; i < len(rest) && rest[i] != '\''; i++ {
+				if rest[i] == '\\' && i+1 < len(rest) {
+					i++
+				}
+				v.WriteByte(rest[i])
+			}
+			s = rest[min(i+1, len(rest)):]
+		} else {
+			end := strings.IndexAny(rest, " \t\n")
+			if end < 0 {
+				end = len(rest)
+			}
+			v.WriteString(rest[:end])
+			s = rest[end:]
+		}
+		if strings.TrimSpace(key) == "password" {
+			add(v.String())
 		}
 	}
 	return out

@@ -83,6 +83,7 @@ func TestSecrets(t *testing.T) {
 		{"postgres://db/app", nil},
 		{"host='db' user='u' password='s3 cret' dbname='d'", []string{"s3 cret"}},
 		{"host=db password=hunter2 dbname=d", []string{"hunter2"}},
+		{`host='db' password='it\'s a \\ b' dbname='d'`, []string{`it's a \ b`}},
 	}
 	for _, tc := range tests {
 		if got := Secrets(tc.in); strings.Join(got, "|") != strings.Join(tc.want, "|") {
