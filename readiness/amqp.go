@@ -165,6 +165,10 @@ func (a *AMQP) classify(ctx context.Context, err error, dialed time.Time) error 
 		}
 		return err
 	}
+	if aerr.Server {
+		// The broker's text, on one line and without control characters.
+		err = &shownError{msg: redact.Clean(oneLine(err.Error())), err: err}
+	}
 	if aerr != amqp.ErrCredentials {
 		a.credFails.Store(0)
 	}
@@ -196,7 +200,7 @@ func (a *AMQP) classify(ctx context.Context, err error, dialed time.Time) error 
 		if strings.Contains(aerr.Reason, "limit") {
 			return retry("AMQP 530 connection limit reached", err)
 		}
-		return permanent(err, a.vhostHint(aerr.Reason))
+		return permanent(err, a.vhostHint(redact.Clean(oneLine(aerr.Reason))))
 	case amqp.AccessRefused: // 403 sent by the broker
 		return permanent(err, a.credentialsHint())
 	case amqp.ConnectionForced, amqp.InternalError, amqp.ResourceError:
