@@ -36,11 +36,15 @@ go mod download
 go vet ./...
 go test -race -count=1 -timeout 20m ./...
 
-# Each fuzz target for a few seconds: enough to catch a panic on the seed corpus and nearby.
+# Each fuzz target for a fixed number of runs: enough to catch a panic on the seed corpus and
+# nearby. A count, not a duration: with a time-based -fuzztime, Go 1.26's fuzz coordinator can
+# fail a passing target with "context deadline exceeded". A failing run prints its output.
+fuzzruns=${ENTRY_FUZZ_RUNS:-2000}
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
-		if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime 5s "$pkg" 2>&1); then
+		if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "${fuzzruns}x" "$pkg" 2>&1); then
+			echo "fuzz FAILED: $pkg $target"
 			echo "$out"
 			exit 1
 		fi

@@ -38,17 +38,20 @@ const silentCloseDelay = 3 * time.Second
 // must be rewritten by the caller). Missing credentials mean guest:guest and
 // an empty path means vhost "/", as in amqp091-go and kombu.
 func NewAMQP(rawURL string) (*AMQP, error) {
-	u, err := url.Parse(rawURL)
+	_, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, badURL("AMQP")
 	}
 	if strayAt(rawURL) {
 		return nil, ambiguousURL("AMQP")
 	}
-	_, pass, _ := userinfo(u)
 	uri, err := amqp.ParseURI(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("invalid AMQP URL: %s", redact.String(err.Error(), pass))
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			return nil, badURL("AMQP") // it quotes the URL, password included
+		}
+		// amqp091-go's own checks (scheme, whitespace, port) quote no password.
+		return nil, fmt.Errorf("invalid AMQP URL: %s", redact.Clean(err.Error()))
 	}
 	vhost := uri.Vhost
 	if vhost == "" {
@@ -162,6 +165,10 @@ func (a *AMQP) classify(ctx context.Context, err error, dialed time.Time) error 
 		}
 		return err
 	}
+	if aerr.Server {
+		// The broker's text, on one line and without control characters.
+		err = &shownError{msg: redact.Clean(oneLine(err.Error())), err: err}
+	}
 	if aerr != amqp.ErrCredentials {
 		a.credFails.Store(0)
 	}
@@ -193,7 +200,7 @@ func (a *AMQP) classify(ctx context.Context, err error, dialed time.Time) error 
 		if strings.Contains(aerr.Reason, "limit") {
 			return retry("AMQP 530 connection limit reached", err)
 		}
-		return permanent(err, a.vhostHint(aerr.Reason))
+		return permanent(err, a.vhostHint(redact.Clean(oneLine(aerr.Reason))))
 	case amqp.AccessRefused: // 403 sent by the broker
 		return permanent(err, a.credentialsHint())
 	case amqp.ConnectionForced, amqp.InternalError, amqp.ResourceError:

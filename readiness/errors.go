@@ -2,9 +2,14 @@ package readiness
 
 import (
 	"context"
+	"fmt"
+	"slices"
+
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"github.com/entry-dev/entry/internal/redact"
+	"github.com/jackc/pgx/v5/pgconn"
 	"io"
 	"net"
 	"strings"
@@ -143,3 +148,42 @@ func truncate(s string, n int) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// shownError is an error whose text was built for printing (one line, no
+// control characters) over the driver's error, which it still wraps for
+// errors.Is and errors.As.
+type shownError struct {
+	msg string
+	err error
+}
+
+func (e *shownError) Error() string { return e.msg }
+func (e *shownError) Unwrap() error { return e.err }
+
+// pgText renders a pgx connection error on one line. pgx joins the error of
+// each address it tried with "\n\t", and with sslmode=prefer tries each
+// address twice (TLS, then plain), so a refused port is reported twice over
+// several lines; here each distinct failure appears once, separated by "; ".
+// pgx names the user and database, never the password.
+func pgText(err error) string {
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) || ce.Config == nil {
+		return redact.Clean(oneLine(err.Error()))
+	}
+	var parts []string
+	inner := ce.Unwrap()
+	errs := []error{inner}
+	if j, ok := inner.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		if e == nil {
+			continue
+		}
+		if t := oneLine(e.Error()); !slices.Contains(parts, t) {
+			parts = append(parts, t)
+		}
+	}
+	return redact.Clean(fmt.Sprintf("failed to connect to `user=%s database=%s`: %s",
+		ce.Config.User, ce.Config.Database, strings.Join(parts, "; ")))
+}

@@ -61,8 +61,9 @@ func NewHTTP(rawURL string, opt HTTPOptions) (*HTTP, error) {
 		return nil, ambiguousURL("HTTP")
 	}
 	user, pass, hasPass := userinfo(u)
+	// The arguments are the scheme and the port: never the user information.
 	fail := func(format string, args ...any) (*HTTP, error) {
-		return nil, errors.New(redact.String("invalid HTTP URL: "+fmt.Sprintf(format, args...), pass))
+		return nil, errors.New(redact.Clean("invalid HTTP URL: " + fmt.Sprintf(format, args...)))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fail("scheme must be http or https")
@@ -189,7 +190,7 @@ func (h *HTTP) Check(ctx context.Context) error {
 	if detail != "" {
 		msg += ": " + detail
 	}
-	err = errors.New(redact.String(msg, h.pass))
+	err = errors.New(redact.Clean(msg))
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		if h.hasCreds {

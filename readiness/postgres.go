@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -20,9 +19,8 @@ import (
 // (PGPASSWORD, PGSSLMODE, …) fill fields the string leaves empty, as they
 // would for psycopg in the application.
 type Postgres struct {
-	cfg      *pgconn.Config
-	target   string
-	password string // only for scrubbing messages
+	cfg    *pgconn.Config
+	target string
 }
 
 // NewPostgres accepts a postgres:// or postgresql:// URL (other Django
@@ -37,7 +35,7 @@ func NewPostgres(connString string) (*Postgres, error) {
 	}
 	cfg, err := pgconn.ParseConfig(connString)
 	if err != nil {
-		return nil, pgParseError(connString, err)
+		return nil, pgParseError(err)
 	}
 	for _, h := range pgHosts(cfg) {
 		if !strings.HasPrefix(h, "/") && strings.ContainsAny(h, "@#?/ ") {
@@ -47,68 +45,46 @@ func NewPostgres(connString string) (*Postgres, error) {
 				"(percent-encode these characters in the user name and password)")
 		}
 	}
-	return &Postgres{cfg: cfg, target: pgTarget(cfg), password: cfg.Password}, nil
+	return &Postgres{cfg: cfg, target: pgTarget(cfg)}, nil
 }
 
 // pgParseError turns a pgx parse error into one that cannot leak the
 // password: pgx redacts the connection string on a best-effort basis only,
 // and the url.Parse error it wraps quotes the raw string.
-func pgParseError(connString string, err error) error {
+func pgParseError(err error) error {
 	var pce *pgconn.ParseConfigError
 	if !errors.As(err, &pce) {
 		return errors.New("invalid postgres connection string")
 	}
+	// pgx's message is "cannot parse `<connection string, redacted on a
+	// best-effort basis>`: <description> (<wrapped error>)". Only the
+	// description is kept, and only when it is one of pgx's fixed texts: the
+	// wrapped error of most quotes the value typed for the setting, which may
+	// be anything (a password in the wrong place).
 	full := pce.Error()
 	inner := pce.Unwrap()
 	if inner != nil {
 		full = strings.TrimSuffix(full, " ("+inner.Error()+")")
 	}
-	msg := full
-	if i := strings.LastIndex(full, "`: "); i >= 0 {
-		msg = full[i+3:]
-	}
-	switch msg {
-	case "failed to parse as URL", "failed to parse as keyword/value":
-		return errors.New("invalid postgres connection string: " + msg +
-			" (percent-encode reserved characters such as / ? # @ : % in the user name and password)")
-	}
-	if inner != nil {
-		msg += ": " + inner.Error()
-	}
-	return errors.New("invalid postgres connection string: " + redact.String(msg, connStringSecrets(connString)...))
-}
-
-// connStringSecrets extracts password candidates from a connection string
-// that may not parse, for scrubbing messages only. Very short candidates are
-// left out: masking every "a" in a message would hide more than it protects.
-func connStringSecrets(s string) []string {
-	var out []string
-	add := func(v string) {
-		if len(v) >= 3 {
-			out = append(out, v)
+	for _, msg := range []string{"failed to parse as URL", "failed to parse as keyword/value"} {
+		if strings.HasSuffix(full, "`: "+msg) {
+			return errors.New("invalid postgres connection string: " + msg +
+				" (percent-encode reserved characters such as / ? # @ : % in the user name and password)")
 		}
 	}
-	if _, rest, ok := strings.Cut(s, "://"); ok {
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
-				add(pw)
-				if dec, err := url.PathUnescape(pw); err == nil {
-					add(dec)
-				}
-			}
+	for _, msg := range []string{"failed to configure TLS", "failed to read service"} {
+		// The wrapped error names a TLS mode or a file, never a value typed in a setting.
+		if strings.HasSuffix(full, "`: "+msg) && inner != nil {
+			return errors.New("invalid postgres connection string: " + msg + ": " + redact.Clean(oneLine(inner.Error())))
 		}
 	}
-	for _, kv := range strings.SplitAfter(s, "password=")[1:] {
-		if v, ok := strings.CutPrefix(kv, "'"); ok {
-			v, _, _ = strings.Cut(v, "'")
-			add(v)
-		} else {
-			v, _, _ = strings.Cut(kv, " ")
-			v, _, _ = strings.Cut(v, "&")
-			add(v)
+	for _, msg := range []string{"invalid port", "invalid connect_timeout", "invalid sslcertmode", "invalid require_auth",
+		"min_protocol_version cannot be greater than max_protocol_version"} {
+		if strings.HasSuffix(full, "`: "+msg) {
+			return errors.New("invalid postgres connection string: " + msg)
 		}
 	}
-	return out
+	return errors.New("invalid postgres connection string: a setting has an invalid value (ports, timeouts, sslmode, target_session_attrs…)")
 }
 
 func pgHosts(c *pgconn.Config) []string {
@@ -136,6 +112,16 @@ func pgHostPort(host string, port uint16) string {
 
 func (p *Postgres) String() string { return p.target }
 
+// Classify sorts an error from connecting to this server (or from a query on
+// such a connection) as Check does: a *PermanentError when waiting will not
+// help, a retryable error otherwise. The text of the result is built from
+// the error's structure, on one line. The release lock classifies its own
+// connection with it.
+func (p *Postgres) Classify(err error) error { return p.classify(err) }
+
+// Config returns a copy of the parsed connection settings.
+func (p *Postgres) Config() *pgconn.Config { return p.cfg.Copy() }
+
 // Check connects, runs SELECT 1 and disconnects.
 func (p *Postgres) Check(ctx context.Context) error {
 	conn, err := pgconn.ConnectConfig(ctx, p.cfg)
@@ -153,11 +139,11 @@ func (p *Postgres) Check(ctx context.Context) error {
 // wait-anchors.md §2.6). A server error decides first: with sslmode=prefer a
 // wrong password arrives joined with the TLS refusal of the first attempt.
 func (p *Postgres) classify(err error) error {
-	err = scrubErr(err, p.password)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return p.classifyServer(pgErr)
 	}
+	err = &shownError{msg: pgText(err), err: err}
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -178,7 +164,10 @@ func (p *Postgres) classify(err error) error {
 
 func (p *Postgres) classifyServer(e *pgconn.PgError) error {
 	db, user := p.cfg.Database, p.cfg.User
-	state := e.Code + " " + e.Message
+	state := redact.Clean(e.Code + " " + oneLine(e.Message))
+	shown := *e // the server's text, on one line and without control characters
+	shown.Message, shown.Severity = redact.Clean(oneLine(e.Message)), redact.Clean(e.Severity)
+	e = &shown
 	switch e.Code {
 	case "57P03":
 		if strings.Contains(e.Detail, "Hot standby mode is disabled") {

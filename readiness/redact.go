@@ -8,21 +8,6 @@ import (
 	"github.com/entry-dev/entry/internal/redact"
 )
 
-// scrubErr returns err unchanged when its text contains none of the secrets,
-// otherwise an error with the same text minus the secrets. Unlike redact.Error
-// it cuts the chain: classify builds its messages from the *pgconn.PgError it
-// finds below, and must not find one whose text held the password.
-func scrubErr(err error, secrets ...string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if clean := redact.String(msg, secrets...); clean != msg {
-		return errors.New(clean)
-	}
-	return err
-}
-
 // sensitiveParam reports whether a query parameter probably holds a secret.
 func sensitiveParam(name string) bool {
 	n := strings.ToLower(name)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/entry-dev/entry/internal/redact"
@@ -44,8 +45,9 @@ func NewRedis(rawURL string) (*Redis, error) {
 		return nil, ambiguousURL("Redis")
 	}
 	user, pass, hasPass := userinfo(u)
+	// The arguments are the scheme, the port and the path: never the user information.
 	fail := func(format string, args ...any) (*Redis, error) {
-		return nil, errors.New(redact.String("invalid Redis URL: "+fmt.Sprintf(format, args...), pass))
+		return nil, errors.New(redact.Clean("invalid Redis URL: " + fmt.Sprintf(format, args...)))
 	}
 	r := &Redis{user: user, pass: pass, urlHasPwd: hasPass && pass != ""}
 	switch u.Scheme {
@@ -125,11 +127,8 @@ func (r *Redis) Check(ctx context.Context) error {
 
 	conn := raw
 	if r.tls != nil {
-		tc := tls.Client(raw, r.tls)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			if hint, ok := tlsProblem(err); ok {
-				return permanent(err, hint)
-			}
+		tc, err := r.handshake(ctx, raw)
+		if err != nil {
 			return err
 		}
 		conn = tc
@@ -168,6 +167,74 @@ func (r *Redis) Check(ctx context.Context) error {
 	return nil
 }
 
+// tlsSilence is how long a TLS handshake may go without a byte from the
+// server before entry asks, on a second connection, whether a plaintext Redis
+// listens there. A plaintext Redis reads the ClientHello as an inline command
+// that never ends (there is rarely a newline in it) and answers nothing, so
+// the handshake would otherwise last the whole attempt, every attempt.
+const tlsSilence = 500 * time.Millisecond
+
+// errPlaintextRedis is the cause of a handshake stopped for that reason.
+var errPlaintextRedis = errors.New("TLS handshake: the server answers plaintext Redis commands")
+
+func (r *Redis) handshake(ctx context.Context, raw net.Conn) (*tls.Conn, error) {
+	rc := &readCounter{Conn: raw}
+	hctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	probe := time.AfterFunc(tlsSilence, func() {
+		if rc.n.Load() == 0 && r.plaintextRedis(hctx) {
+			cancel(errPlaintextRedis)
+		}
+	})
+	defer probe.Stop()
+	tc := tls.Client(rc, r.tls)
+	err := tc.HandshakeContext(hctx)
+	if err == nil {
+		return tc, nil
+	}
+	if errors.Is(context.Cause(hctx), errPlaintextRedis) {
+		return nil, permanent(errPlaintextRedis, "the server does not speak TLS on this port: use redis:// or the TLS port")
+	}
+	if hint, ok := tlsProblem(err); ok {
+		return nil, permanent(err, hint)
+	}
+	if s := netState(err); s != "" {
+		return nil, retry(s, err)
+	}
+	return nil, err
+}
+
+// plaintextRedis reports whether a plaintext Redis answers PING at r.addr.
+// Any RESP reply counts, an error too (NOAUTH): only a Redis speaks so.
+func (r *Redis) plaintextRedis(ctx context.Context) bool {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", r.addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := readLine(bufio.NewReaderSize(c, 512))
+	return err == nil && line != "" && strings.IndexByte("+-", line[0]) >= 0
+}
+
+// readCounter counts the bytes read through a connection.
+type readCounter struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
 func (r *Redis) connErr(err error) error {
 	var pe *protocolError
 	if errors.As(err, &pe) {
@@ -182,11 +249,9 @@ func (r *Redis) connErr(err error) error {
 // classify sorts an error reply to cmd (AUTH, SELECT or PING).
 func (r *Redis) classify(cmd, msg string) error {
 	code, _, _ := strings.Cut(msg, " ")
-	secrets := []string{r.pass}
-	if !r.urlHasPwd {
-		secrets = append(secrets, r.user) // maybe a misplaced password
-	}
-	err := errors.New(truncate(redact.String(oneLine(msg), secrets...), 200))
+	// The reply is the server's text: it never holds what AUTH sent, and is
+	// not searched for it (see package redact).
+	err := errors.New(truncate(redact.Clean(oneLine(msg)), 200))
 	switch code {
 	case "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN":
 		return retry(code, err)

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/entry-dev/entry/internal/redact"
+	"github.com/entry-dev/entry/readiness"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -53,14 +53,27 @@ type LockOptions struct {
 	AppName       string        // application_name of the lock session, shown in pg_stat_activity
 	CheckInterval time.Duration // how often the held lock's session is checked; default 1 s
 	Log           *slog.Logger
+
+	// ConnectTimeout bounds establishing the lock's connection, retries
+	// included; entry passes its wait timeout. Failures are classified and
+	// retried as the wait does (readiness.Postgres.Classify): a refused or
+	// reset connection or a server starting up or shutting down is retried
+	// with Backoff, a wrong password or a missing database ends at once. The
+	// same bound applies again when the connection is lost while this
+	// replica waits for the lock. <= 0: bounded by ctx and Timeout only.
+	ConnectTimeout time.Duration
+	AttemptTimeout time.Duration     // bound on one connection attempt; 0 = readiness.DefaultAttemptTimeout
+	Backoff        readiness.Backoff // zero Initial: readiness.DefaultBackoff
 }
 
 // Lock is a held session advisory lock and the connection that holds it.
 type Lock struct {
 	conn   *pgconn.PgConn
+	cfg    *pgconn.Config
+	pg     *readiness.Postgres // classifies connection errors as the wait does
+	opt    LockOptions
 	key    int64
 	target string // user@host:port/db, safe to print
-	secret string // the password, kept only to scrub it from error text
 	log    *slog.Logger
 
 	lost    chan struct{}
@@ -90,12 +103,12 @@ func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := pgconn.ParseConfig(connString)
+	pg, err := readiness.NewPostgres(connString)
 	if err != nil {
-		// pgx quotes the connection string in parse errors and can only
-		// redact a malformed one on a best-effort basis: say nothing about it.
-		return nil, errors.New("release lock: cannot parse the postgres URL")
+		// Its errors are built to be printed: they never quote the string.
+		return nil, fmt.Errorf("release lock: %w", err)
 	}
+	cfg := pg.Config()
 	appName := opt.AppName
 	if appName == "" {
 		appName = defaultAppName
@@ -107,10 +120,18 @@ func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, er
 	}
 	cfg.DialFunc = d.DialContext
 
+	if opt.AttemptTimeout <= 0 {
+		opt.AttemptTimeout = readiness.DefaultAttemptTimeout
+	}
+	if opt.Backoff.Initial <= 0 {
+		opt.Backoff = readiness.DefaultBackoff
+	}
 	l := &Lock{
+		cfg:    cfg,
+		pg:     pg,
+		opt:    opt,
 		key:    opt.Key,
 		target: fmt.Sprintf("%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database),
-		secret: cfg.Password,
 		log:    log,
 		lost:   make(chan struct{}),
 		stop:   make(chan struct{}),
@@ -124,17 +145,15 @@ func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, er
 		defer cancel()
 	}
 
-	l.conn, err = pgconn.ConnectConfig(waitCtx, cfg)
-	if err != nil {
-		return nil, l.fail("connect", err)
-	}
-	if _, err := l.conn.Exec(waitCtx, serverKeepalive).ReadAll(); err != nil {
-		log.Warn("release lock: cannot set server-side keepalive", "target", l.target, "err", l.scrub(err))
+	if err := l.connect(waitCtx, false); err != nil {
+		return nil, err
 	}
 	if err := l.wait(waitCtx, opt.Timeout); err != nil {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		l.conn.Close(closeCtx) // ends the session: frees the lock if the server granted it as we gave up
+		if l.conn != nil {
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			l.conn.Close(closeCtx) // ends the session: frees the lock if the server granted it as we gave up
+		}
 		return nil, err
 	}
 
@@ -144,6 +163,80 @@ func Acquire(ctx context.Context, connString string, opt LockOptions) (*Lock, er
 	}
 	go l.watch(every)
 	return l, nil
+}
+
+// connect establishes the lock's connection, retrying what the wait would
+// retry within opt.ConnectTimeout. After a lost connection (again is true) a
+// failure to get it back wraps ErrLockLost; a first connection that never
+// comes wraps ErrUnavailable.
+func (l *Lock) connect(ctx context.Context, again bool) error {
+	cctx := ctx
+	if l.opt.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, l.opt.ConnectTimeout)
+		defer cancel()
+	}
+	start, state := time.Now(), ""
+	var last error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(cctx, l.opt.AttemptTimeout)
+		conn, err := pgconn.ConnectConfig(actx, l.cfg)
+		cancel()
+		if err == nil {
+			l.conn = conn
+			if _, err := conn.Exec(cctx, serverKeepalive).ReadAll(); err != nil {
+				l.log.Warn("release lock: cannot set server-side keepalive", "target", l.target, "err", l.pg.Classify(err))
+			}
+			if attempt > 1 {
+				l.log.Info("release lock connected", "target", l.target, "attempts", attempt,
+					"after", time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if cctx.Err() != nil && last != nil {
+			break // cut by the deadline: the previous failure says more
+		}
+		err = l.pg.Classify(err) // classified before any of its text is used
+		if pe := (*readiness.PermanentError)(nil); errors.As(err, &pe) {
+			return fmt.Errorf("release lock %s: connect: %w", l.target, err)
+		}
+		last = err
+		if cctx.Err() != nil {
+			break
+		}
+		if s := readiness.State(err); s != state {
+			state = s
+			l.log.Info("release lock: cannot connect yet, retrying", "target", l.target, "state", s, "attempt", attempt, "err", err)
+		}
+		select {
+		case <-cctx.Done():
+		case <-time.After(l.opt.Backoff.Delay(attempt, rand.Float64())):
+		}
+		if cctx.Err() != nil {
+			break
+		}
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, ErrLockTimeout):
+		return fmt.Errorf("release lock %s: %w: no connection after %s: %w", l.target, ErrLockTimeout, took, last)
+	case cause != nil:
+		return fmt.Errorf("release lock %s: connecting: %w", l.target, cause)
+	case again:
+		return fmt.Errorf("release lock %s: %w while waiting, and not back after %s: %w", l.target, ErrLockLost, took, last)
+	}
+	return fmt.Errorf("release lock %s: %w: no connection after %s: %w", l.target, ErrUnavailable, took, last)
+}
+
+// reconnect replaces a connection lost while waiting for the lock (which it
+// therefore did not hold): the wait goes on on a new session.
+func (l *Lock) reconnect(ctx context.Context, err error) error {
+	l.log.Warn("release lock connection lost while waiting, reconnecting", "target", l.target, "err", err)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	l.conn.Close(closeCtx)
+	cancel()
+	l.conn = nil
+	return l.connect(ctx, true)
 }
 
 // holder is the session holding the lock, as pg_stat_activity shows it. Fields
@@ -180,7 +273,13 @@ func (l *Lock) wait(ctx context.Context, timeout time.Duration) error {
 	for {
 		row, err := l.row(ctx, fmt.Sprintf("SELECT pg_try_advisory_lock(%d)", l.key))
 		if err != nil {
-			return l.waitErr(ctx, last, err)
+			if err := l.retryable(ctx, err); err != nil {
+				return l.waitErr(ctx, last, err)
+			}
+			if err := l.reconnect(ctx, l.pg.Classify(err)); err != nil {
+				return err
+			}
+			continue
 		}
 		if got := len(row) == 1 && string(row[0]) == "t"; got {
 			l.log.Info("release lock acquired", "target", l.target, "key", l.key, "waited", time.Since(start).Round(time.Millisecond))
@@ -189,7 +288,13 @@ func (l *Lock) wait(ctx context.Context, timeout time.Duration) error {
 		if time.Since(checked) >= holderEvery {
 			h, err := l.holder(ctx)
 			if err != nil {
-				return l.waitErr(ctx, last, err)
+				if err := l.retryable(ctx, err); err != nil {
+					return l.waitErr(ctx, last, err)
+				}
+				if err := l.reconnect(ctx, l.pg.Classify(err)); err != nil {
+					return err
+				}
+				continue
 			}
 			checked = time.Now()
 			var msg string
@@ -259,6 +364,21 @@ func (l *Lock) row(ctx context.Context, sql string) ([][]byte, error) {
 	return res[0].Rows[0], nil
 }
 
+// retryable returns nil when err, from a query while waiting for the lock,
+// is a lost connection worth replacing, and otherwise the error to report.
+func (l *Lock) retryable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	// As in the wait, whatever is not refused for good is retried: a
+	// broken connection, a server shutting down or restarting.
+	cerr := l.pg.Classify(err)
+	if pe := (*readiness.PermanentError)(nil); errors.As(cerr, &pe) {
+		return cerr
+	}
+	return nil
+}
+
 func (l *Lock) waitErr(ctx context.Context, last holder, err error) error {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, ErrLockTimeout):
@@ -285,8 +405,9 @@ func (l *Lock) watch(every time.Duration) {
 		_, err := l.conn.Exec(ctx, "SELECT 1").ReadAll()
 		cancel()
 		if err != nil {
-			l.lostErr = fmt.Errorf("%w (%s, key %d): %w", ErrLockLost, l.target, l.key, l.scrub(err))
-			l.log.Error("release lock lost", "target", l.target, "key", l.key, "err", l.scrub(err))
+			err = l.pg.Classify(err) // for its text: one line, from the error's structure
+			l.lostErr = fmt.Errorf("%w (%s, key %d): %w", ErrLockLost, l.target, l.key, err)
+			l.log.Error("release lock lost", "target", l.target, "key", l.key, "err", err)
 			close(l.lost)
 			return
 		}
@@ -330,7 +451,5 @@ func (l *Lock) unlock(ctx context.Context) error {
 }
 
 func (l *Lock) fail(op string, err error) error {
-	return l.scrub(fmt.Errorf("release lock %s: %s: %w", l.target, op, err))
+	return fmt.Errorf("release lock %s: %s: %w", l.target, op, l.pg.Classify(err))
 }
-
-func (l *Lock) scrub(err error) error { return redact.Error(err, l.secret) }

@@ -183,7 +183,7 @@ func TestLostLockStopsStepAndHandsOver(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		status, err := Run(ctx, a, []Step{{"migrate", "exec sleep 60"}, {"collectstatic", "true"}}, run, logA)
+		status, err := Run(ctx, a, []Step{{Name: "migrate", Command: "exec sleep 60"}, {Name: "collectstatic", Command: "true"}}, run, logA)
 		done <- result{status, err}
 	}()
 
@@ -210,7 +210,7 @@ func TestLostLockStopsStepAndHandsOver(t *testing.T) {
 	if b == nil {
 		t.FailNow()
 	}
-	status, err := Run(ctx, b, []Step{{"migrate", "true"}}, execStep(t), logB)
+	status, err := Run(ctx, b, []Step{{Name: "migrate", Command: "true"}}, execStep(t), logB)
 	if status != 0 || err != nil {
 		t.Errorf("Run B: got %d, %v; want 0, nil", status, err)
 	}
@@ -283,7 +283,7 @@ func TestErrorsHideThePassword(t *testing.T) {
 		}
 		terminate(t, app)
 		recv(t, l.Lost(), 10*time.Second, "lock loss")
-		status, err := Run(ctx, l, []Step{{"migrate", "true"}}, execStep(t), log)
+		status, err := Run(ctx, l, []Step{{Name: "migrate", Command: "true"}}, execStep(t), log)
 		if status != ExitLockLost || !errors.Is(err, ErrLockLost) {
 			t.Fatalf("Run: got %d, %v; want %d, ErrLockLost", status, err, ExitLockLost)
 		}

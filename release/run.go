@@ -14,6 +14,10 @@ import (
 type Step struct {
 	Name    string
 	Command string // the user's command line, as written
+	// Secrets are known secret values (passwords of the configured
+	// dependencies): in the logged command line, a word equal to one is
+	// masked (see redact.Command, which masks by structure besides).
+	Secrets []string
 }
 
 // Run runs steps in order, holding lock (nil: no lock) across all of them. run
@@ -52,7 +56,7 @@ func Run(ctx context.Context, lock *Lock, steps []Step, run func(ctx context.Con
 			}
 			return 1, fmt.Errorf("release step %s not started: %w", s.Name, cause)
 		}
-		log.Info("release step start", "step", s.Name, "cmd", redact.Command(s.Command))
+		log.Info("release step start", "step", s.Name, "cmd", redact.Command(s.Command, s.Secrets...))
 		start := time.Now()
 		status, err := run(ctx, s)
 		took := time.Since(start).Round(time.Millisecond)
@@ -65,10 +69,11 @@ func Run(ctx context.Context, lock *Lock, steps []Step, run func(ctx context.Con
 			if status == 0 {
 				status = 1
 			}
-			log.Error("release step failed", "step", s.Name, "status", status, "duration", took, "err", err)
 			if err != nil {
+				log.Error("release step failed", "step", s.Name, "status", status, "duration", took, "err", err)
 				return status, fmt.Errorf("release step %s: %w", s.Name, err)
 			}
+			log.Error("release step failed", "step", s.Name, "status", status, "duration", took)
 			return status, fmt.Errorf("release step %s: exit status %d", s.Name, status)
 		}
 		log.Info("release step done", "step", s.Name, "status", status, "duration", took)

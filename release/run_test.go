@@ -41,7 +41,7 @@ func TestRunSerialisesReplicas(t *testing.T) {
 			if err := os.WriteFile(script, []byte(migrateScript), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			step := Step{"migrate", "psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d " + db + " -f " + script}
+			step := Step{Name: "migrate", Command: "psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d " + db + " -f " + script}
 
 			var running, most atomic.Int32
 			run := func(ctx context.Context, s Step) (int, error) {
@@ -100,10 +100,10 @@ func TestRunStopsAtFailingStep(t *testing.T) {
 		wantStatus int
 		wantRan    []string
 	}{
-		{"all succeed", []Step{{"a", "true"}, {"b", "exit 0"}}, 0, []string{"a", "b"}},
-		{"second fails", []Step{{"a", "true"}, {"b", "exit 3"}, {"c", "true"}}, 3, []string{"a", "b"}},
-		{"killed by signal", []Step{{"a", "kill -KILL $$"}, {"b", "true"}}, 137, []string{"a"}},
-		{"runner error", []Step{{"start-error", ""}, {"b", "true"}}, 1, []string{"start-error"}},
+		{"all succeed", []Step{{Name: "a", Command: "true"}, {Name: "b", Command: "exit 0"}}, 0, []string{"a", "b"}},
+		{"second fails", []Step{{Name: "a", Command: "true"}, {Name: "b", Command: "exit 3"}, {Name: "c", Command: "true"}}, 3, []string{"a", "b"}},
+		{"killed by signal", []Step{{Name: "a", Command: "kill -KILL $$"}, {Name: "b", Command: "true"}}, 137, []string{"a"}},
+		{"runner error", []Step{{Name: "start-error", Command: ""}, {Name: "b", Command: "true"}}, 1, []string{"start-error"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,7 +145,7 @@ func TestRunCancelledBeforeStep(t *testing.T) {
 	cancel()
 	called := false
 	run := func(context.Context, Step) (int, error) { called = true; return 0, nil }
-	status, err := Run(ctx, nil, []Step{{"a", "true"}}, run, nil)
+	status, err := Run(ctx, nil, []Step{{Name: "a", Command: "true"}}, run, nil)
 	if status == 0 || !errors.Is(err, context.Canceled) || called {
 		t.Errorf("got %d, %v, step called %v; want non-zero, context.Canceled, not called", status, err, called)
 	}

@@ -30,10 +30,13 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	if pl := e.plan.Release.Lock; pl != nil {
 		lctx, stop := untilStop(ctx, sigs, e.log)
 		l, err := release.Acquire(lctx, pl.DSN, release.LockOptions{
-			Key:     pl.Key,
-			Timeout: pl.Timeout,
-			AppName: appName(),
-			Log:     e.log,
+			Key:            pl.Key,
+			Timeout:        pl.Timeout,
+			AppName:        appName(),
+			Log:            e.log,
+			ConnectTimeout: e.plan.Wait.Options.Timeout,
+			AttemptTimeout: e.plan.Wait.Options.AttemptTimeout,
+			Backoff:        e.plan.Wait.Options.Backoff,
 		})
 		if s := stop(); s != 0 {
 			if l != nil {
@@ -44,7 +47,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 		}
 		if err != nil {
 			e.log.Error(err.Error())
-			return exitUnavailable, false
+			return release.ExitStatus(err), false
 		}
 		lock = l
 		defer lock.Release(context.Background())

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/entry-dev/entry/internal/redact"
 	"github.com/entry-dev/entry/procfile"
 	"github.com/entry-dev/entry/readiness"
 	"github.com/entry-dev/entry/release"
@@ -24,6 +25,7 @@ import (
 // nothing else (no environment, no file).
 type Plan struct {
 	Dependencies []Dependency
+	Secrets      []string // the dependencies' passwords: masked where a printed command holds one as a whole word
 	Notes        []string // what discovery skipped and why; shown by `entry config`, logged at info
 	Warnings     []string // unknown ENTRY_* variables, per-type forms naming no Procfile type
 
@@ -169,6 +171,9 @@ func Build(environ []string, mode Mode) (*Plan, error) {
 	b.discover()
 	p.Dependencies = b.checkers(readiness.HTTPOptions{CA: ca, Insecure: s.HTTPInsecure})
 	p.Notes = b.notes
+	for _, d := range p.Dependencies {
+		p.Secrets = append(p.Secrets, redact.Secrets(d.url)...)
+	}
 	backoff := readiness.DefaultBackoff // Factor and Jitter are not variables: readiness owns them
 	backoff.Initial, backoff.Max = s.BackoffInitial, s.BackoffMax
 	p.Wait = Wait{Skip: s.SkipWait, Options: readiness.Options{
@@ -202,7 +207,7 @@ func Build(environ []string, mode Mode) (*Plan, error) {
 			}
 		}
 	}
-	p.Release = b.release(entries, p.Dependencies)
+	p.Release = b.release(entries, p.Dependencies, p.Secrets)
 
 	for _, name := range b.env.Names() {
 		if strings.HasPrefix(name, "ENTRY_") && !known(name) {
@@ -464,19 +469,19 @@ func (b *builder) instances(entries []procfile.Entry, processes []string, format
 
 // release collects the release steps: ENTRY_RELEASE's lines or, when it is unset, the
 // Procfile's release line, and decides on the lock.
-func (b *builder) release(entries []procfile.Entry, deps []Dependency) Release {
+func (b *builder) release(entries []procfile.Entry, deps []Dependency, secrets []string) Release {
 	s := &b.spec
 	r := Release{Skip: s.SkipRelease, From: "ENTRY_RELEASE"}
 	for _, line := range strings.Split(s.Release, "\n") {
 		if line = strings.TrimSpace(line); line != "" {
-			r.Steps = append(r.Steps, release.Step{Name: fmt.Sprintf("release.%d", len(r.Steps)+1), Command: line})
+			r.Steps = append(r.Steps, release.Step{Name: fmt.Sprintf("release.%d", len(r.Steps)+1), Command: line, Secrets: secrets})
 		}
 	}
 	if len(r.Steps) == 0 {
 		r.From = s.Procfile + ", when no command is given"
 		for _, e := range entries {
 			if e.Type == "release" {
-				r.Steps = append(r.Steps, release.Step{Name: "release", Command: e.Command})
+				r.Steps = append(r.Steps, release.Step{Name: "release", Command: e.Command, Secrets: secrets})
 			}
 		}
 	}

@@ -43,7 +43,7 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintln(w, "  skipped (ENTRY_SKIP_RELEASE)")
 	default:
 		for _, s := range r.Steps {
-			fmt.Fprintf(w, "  %s\t(from %s)\n", escape(redact.Command(s.Command), 0), escape(r.From, 0))
+			fmt.Fprintf(w, "  %s\t(from %s)\n", escape(redact.Command(s.Command, s.Secrets...), 0), escape(r.From, 0))
 		}
 		if r.Lock != nil {
 			fmt.Fprintf(w, "  lock: advisory lock %d on %s, wait at most %s\n", r.Lock.Key, r.Lock.Target, r.Lock.Timeout)
@@ -58,7 +58,7 @@ func (p *Plan) Print(w io.Writer) {
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, pr := range p.Processes {
-		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, escape(redact.Command(pr.Command), 0), signalName(pr.Stop))
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, escape(redact.Command(pr.Command, p.Secrets...), 0), signalName(pr.Stop))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", signalName(p.Stop.Signal), p.Stop.Timeout)
