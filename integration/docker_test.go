@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -449,12 +451,16 @@ while True:
 			img.app, "python3", "-c", prog)
 		c.out.WaitFor(t, "ready", 60*time.Second)
 		docker(t, 30*time.Second, "kill", "-s", "34", c.name)
-		select {
-		case <-c.done:
-			t.Fatalf("signal 34 ended the container: exit %d", c.cmd.ProcessState.ExitCode())
-		default:
+		deadline := time.After(20 * time.Second)
+		for !strings.Contains(c.out.String(), "got 34") {
+			select {
+			case <-c.done:
+				t.Fatalf("signal 34 ended the container: exit %d", c.cmd.ProcessState.ExitCode())
+			case <-deadline:
+				t.Fatal("signal 34 did not reach the main process within 20s")
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
-		c.out.WaitFor(t, "got 34", 20*time.Second)
 		if _, status := c.stop(); status != 0 {
 			t.Errorf("docker stop: exit %d, want 0", status)
 		}
@@ -480,7 +486,7 @@ while True:
 		}
 		start := time.Now()
 		term.write("\x03")
-		status := term.wait(10 * time.Second)
+		status := term.wait(10 * time.Second) // Docker's own stop grace
 		t.Logf("Ctrl-C: stopped in %v, status %d", time.Since(start).Round(time.Millisecond), status)
 	})
 
@@ -511,16 +517,33 @@ while True:
 		dockerNoSIGKILL(t, c.out.String())
 	})
 
-	// The tier must catch the two classic mistakes: each variant of Dockerfile.example
-	// fails a check the real file passes.
+	t.Run("Compose", func(t *testing.T) { dockerComposeExample(t, img) })
+
+	// Kubernetes cannot run here: what examples/k8s.yaml relies on is checked in the image
+	// instead. Each container's probes get what they expect from entry on the port they
+	// name (/livez 200 while entry is still waiting for its dependencies, /readyz 503), and
+	// the container stops well within the grace left after preStop (TestK8sExample checks
+	// the arithmetic).
+	t.Run("K8sProbes", func(t *testing.T) { dockerK8sProbes(t, img) })
+
+	// The shell form of ENTRYPOINT is caught: `docker run IMAGE command` no longer runs
+	// the command. Removing `CMD []` is harmless, and the test pins why: Docker clears the
+	// base image's CMD ["python3"] when a Dockerfile sets ENTRYPOINT, so the variant has no
+	// command and passes the same checks.
 	t.Run("MutatedDockerfiles", func(t *testing.T) {
 		src, err := os.ReadFile(filepath.Join(djangoModuleRoot(t), "Dockerfile.example"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range []struct{ name, from, to string }{
-			{"shell-form-entrypoint", "\nENTRYPOINT [\"/entry\"]\n", "\nENTRYPOINT /entry\n"},
-			{"no-empty-cmd", "\nCMD []\n", "\n"},
+		if err := dockerCheckImage(t, img.app); err != nil {
+			t.Fatalf("Dockerfile.example fails the checks: %v", err)
+		}
+		for _, m := range []struct {
+			name, from, to string
+			fails          bool
+		}{
+			{"shell-form-entrypoint", "\nENTRYPOINT [\"/entry\"]\n", "\nENTRYPOINT /entry\n", true},
+			{"no-empty-cmd", "\nCMD []\n", "\n", false},
 		} {
 			t.Run(m.name, func(t *testing.T) {
 				if !strings.Contains(string(src), m.from) {
@@ -535,16 +558,21 @@ while True:
 					t.Fatalf("build: %v\n%s", err, out)
 				}
 				t.Cleanup(func() { dockerCmd(t, 60*time.Second, "docker", "rmi", "-f", tag) })
-				if err := dockerCheckImage(t, tag); err == nil {
+				err := dockerCheckImage(t, tag)
+				switch {
+				case m.fails && err == nil:
 					t.Errorf("the %s variant passes the checks", m.name)
-				} else {
+				case m.fails:
 					t.Logf("the %s variant fails as it should: %v", m.name, err)
+				case err != nil:
+					t.Errorf("the %s variant fails: %v", m.name, err)
 				}
-				// The real file passes the same checks.
+				if !m.fails {
+					if cmd := strings.TrimSpace(docker(t, 30*time.Second, "inspect", "-f", "{{json .Config.Cmd}}", tag)); cmd != "null" && cmd != "[]" {
+						t.Errorf("the %s variant has CMD %s, want none", m.name, cmd)
+					}
+				}
 			})
-		}
-		if err := dockerCheckImage(t, img.app); err != nil {
-			t.Errorf("Dockerfile.example fails the mutants' checks: %v", err)
 		}
 	})
 }
@@ -557,8 +585,8 @@ func dockerCheckImage(t *testing.T, image string) error {
 	cmd := dockerRun(t, []string{"--network", "none", "-e", "ENTRY_SKIP_RELEASE=true"}, image, "sh", "-c", "exit 7")
 	select {
 	case <-cmd.done:
-	case <-time.After(60 * time.Second):
-		return errors.New("a command did not finish within 60s")
+	case <-time.After(30 * time.Second):
+		return errors.New("sh -c 'exit 7' still running after 30s: the command was not run")
 	}
 	if s := cmd.cmd.ProcessState.ExitCode(); s != 7 {
 		return fmt.Errorf("sh -c 'exit 7' gave %d: the command was not run as given", s)
@@ -590,4 +618,251 @@ func dockerShellQuote(words []string) string {
 		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
+}
+
+// dockerServiceImages builds the stand-ins of compose.yaml's public images from the base
+// image (testdata/docker/<service>), as the environment that selects them.
+func dockerServiceImages(t *testing.T, base string) []string {
+	t.Helper()
+	var env []string
+	for _, svc := range []string{"postgres", "rabbitmq", "redis", "nginx", "elasticsearch"} {
+		tag := "entry-test/" + svc + ":latest"
+		if out, err := dockerCmd(t, 10*time.Minute, "docker", "build", "-q", "--build-arg", "BASE="+base,
+			"-t", tag, dockerTestdata(t, svc)); err != nil {
+			t.Fatalf("%s image: %v\n%s", svc, err, out)
+		}
+		env = append(env, strings.ToUpper(svc)+"_IMAGE="+tag)
+	}
+	return env
+}
+
+// dockerCompose runs docker-compose on examples/compose.yaml as project p with env.
+func dockerCompose(t *testing.T, p string, env []string, timeout time.Duration, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("docker-compose", append([]string{"-p", p, "-f",
+		filepath.Join(djangoModuleRoot(t), "examples", "compose.yaml")}, args...)...)
+	cmd.Env = append(append(os.Environ(), "DOCKER_BUILDKIT=0", "COMPOSE_DOCKER_CLI_BUILD=0"), env...)
+	out := &proctest.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return out.String(), fmt.Errorf("docker-compose %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+		return out.String(), nil
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		return out.String(), fmt.Errorf("docker-compose %s: not done after %v\n%s", strings.Join(args, " "), timeout, out)
+	}
+}
+
+// dockerProjectContainers lists a compose project's containers (running or not) of one
+// service, or of all with service "".
+func dockerProjectContainers(t *testing.T, p, service string) []string {
+	t.Helper()
+	args := []string{"ps", "-aq", "--filter", "label=com.docker.compose.project=" + p}
+	if service != "" {
+		args = append(args, "--filter", "label=com.docker.compose.service="+service)
+	}
+	return strings.Fields(docker(t, 30*time.Second, args...))
+}
+
+// dockerWaitHealthy waits until every container of the service reports healthy.
+func dockerWaitHealthy(t *testing.T, p, service string, n int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ids := dockerProjectContainers(t, p, service)
+		healthy := 0
+		var states []string
+		for _, id := range ids {
+			s := strings.TrimSpace(docker(t, 30*time.Second, "inspect", "-f", "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}", id))
+			states = append(states, s)
+			if s == "running/healthy" {
+				healthy++
+			}
+		}
+		if len(ids) == n && healthy == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d of %d containers healthy after %v: %v", service, healthy, n, d, states)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// examples/compose.yaml as a user runs it, over the local stand-ins: `up` until web is
+// healthy and nginx started, a request through nginx, a task round trip, `up --scale
+// web=3` with the migration applied once, and `down` leaving nothing behind.
+func dockerComposeExample(t *testing.T, img dockerImages) {
+	env := append(dockerServiceImages(t, img.base), "DJANGOAPP_IMAGE="+img.app)
+	nginx := throwaway.FreeAddr(t)
+	_, port, _ := strings.Cut(nginx, ":")
+	const password = "cOmpose-S3cret"
+	env = append(env, "NGINX_PORT="+port, "RABBITMQ_PASSWORD="+password)
+
+	secrets := filepath.Join(djangoModuleRoot(t), "examples", "secrets")
+	if err := os.MkdirAll(secrets, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(secrets) })
+	for name, value := range map[string]string{
+		"postgres_password": password,
+		"broker_url":        "amqp://app:" + password + "@rabbitmq:5672//",
+	} {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(value), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p := throwaway.Name("entrytest")
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := dockerCompose(t, p, env, 2*time.Minute, "logs", "--no-color")
+			t.Logf("compose logs:\n%s", out)
+		}
+		// Whatever happened, nothing of the project stays behind.
+		dockerCompose(t, p, env, 3*time.Minute, "down", "-v", "--remove-orphans", "-t", "30")
+	})
+
+	start := time.Now()
+	if out, err := dockerCompose(t, p, env, 5*time.Minute, "up", "-d", "--no-build"); err != nil {
+		t.Fatal(err)
+	} else if strings.Contains(out, password) {
+		t.Errorf("compose output shows the password:\n%s", out)
+	}
+	dockerWaitHealthy(t, p, "web", 1, 3*time.Minute)
+	t.Logf("compose up: web healthy after %v", time.Since(start).Round(time.Second))
+
+	base := "http://" + nginx
+	var ok struct{ OK bool }
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, err := djangoGet(base+"/", &ok)
+		if err == nil && code == http.StatusOK && ok.OK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET / through nginx: %d %v", code, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	token := throwaway.Name("compose")
+	if code, err := djangoGet(base+"/enqueue/?token="+token, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("enqueue through nginx: %d %v", code, err)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		var r struct{ State *string }
+		code, err := djangoGet(base+"/result/?token="+token, &r)
+		if err == nil && code == http.StatusOK && r.State != nil && *r.State == "done" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s not done after 60s: %d %v", token, code, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	if _, err := dockerCompose(t, p, env, 5*time.Minute, "up", "-d", "--no-build", "--scale", "web=3"); err != nil {
+		t.Fatal(err)
+	}
+	dockerWaitHealthy(t, p, "web", 3, 3*time.Minute)
+	logs, err := dockerCompose(t, p, env, 2*time.Minute, "logs", "--no-color")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs, "Applying shop.0001_initial"); n != 1 {
+		t.Errorf("shop.0001_initial applied %d times, want once", n)
+	}
+	// Every entry container ran the release step under the lock: web ×3, worker, beat.
+	if n := strings.Count(logs, "release step done"); n != 5 {
+		t.Errorf("%d release steps done, want 5 (web ×3, worker, beat)", n)
+	}
+	if strings.Contains(logs, password) {
+		t.Error("compose logs show the password")
+	}
+
+	if out, err := dockerCompose(t, p, env, 3*time.Minute, "down", "-v"); err != nil {
+		t.Fatal(err)
+	} else if strings.Contains(out, password) {
+		t.Errorf("compose down output shows the password:\n%s", out)
+	}
+	if left := dockerProjectContainers(t, p, ""); len(left) != 0 {
+		t.Errorf("containers left after down: %v", left)
+	}
+	if nets := strings.Fields(docker(t, 30*time.Second, "network", "ls", "-q", "--filter", "label=com.docker.compose.project="+p)); len(nets) != 0 {
+		t.Errorf("networks left after down: %v", nets)
+	}
+}
+
+func dockerK8sProbes(t *testing.T, img dockerImages) {
+	checked := 0
+	for _, doc := range filesLoadYAML(t, filepath.Join(djangoModuleRoot(t), "examples", "k8s.yaml")) {
+		b, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj k8sObject
+		if err := json.Unmarshal(b, &obj); err != nil {
+			t.Fatal(err)
+		}
+		if obj.Kind != "Deployment" {
+			continue
+		}
+		for _, ctr := range obj.Spec.Template.Spec.Containers {
+			probes := map[string]*k8sProbe{"startupProbe": ctr.StartupProbe, "livenessProbe": ctr.LivenessProbe, "readinessProbe": ctr.ReadinessProbe}
+			// No network: entry stays in its wait for Postgres, where a pod spends a cold start.
+			opts := []string{"--network", "none", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+				"--security-opt", "no-new-privileges", "--user", "10001:10001",
+				"-e", "DATABASE_URL=postgres://app@127.0.0.1:1/app", "-e", "ENTRY_WAIT_TIMEOUT=10m"}
+			for _, e := range ctr.Env {
+				// Dependencies are the cluster's names: replaced by a closed local port.
+				if !strings.HasSuffix(e.Name, "_FILE") && e.Name != "REDIS_URL" {
+					opts = append(opts, "-e", e.Name+"="+e.Value)
+				}
+			}
+			c := dockerRun(t, opts, img.app)
+			c.out.WaitFor(t, "dependency not ready", 60*time.Second)
+			for name, p := range probes {
+				if p == nil || p.HTTPGet == nil {
+					continue
+				}
+				want := 200
+				if p.HTTPGet.Path == "/readyz" {
+					want = 503
+				}
+				url := fmt.Sprintf("http://127.0.0.1:%d%s", probePort(ctr, p.HTTPGet.Port), p.HTTPGet.Path)
+				code := strings.TrimSpace(docker(t, 30*time.Second, "exec", c.name, "python3", "-c",
+					"import sys, urllib.request, urllib.error\n"+
+						"try: print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"+
+						"except urllib.error.HTTPError as e: print(e.code)", url))
+				if code != strconv.Itoa(want) {
+					t.Errorf("%s/%s: %s %s answered %s, want %d", obj.Metadata.Name, ctr.Name, name, url, code, want)
+				}
+				checked++
+			}
+			took, _ := c.stop()
+			grace := 30 * time.Second
+			if g := obj.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+				grace = time.Duration(*g) * time.Second
+			}
+			if s := ctr.Lifecycle.PreStop.Sleep; s != nil {
+				grace -= time.Duration(s.Seconds) * time.Second
+			}
+			if took >= grace {
+				t.Errorf("%s/%s: stopped in %v, beyond the %v left after preStop", obj.Metadata.Name, ctr.Name, took, grace)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no probe checked")
+	}
 }
