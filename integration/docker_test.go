@@ -364,7 +364,9 @@ func TestDocker(t *testing.T) {
 		}
 		djangoWaitMark(t, dbURL, token, "done", 60*time.Second)
 		out := c.out.String()
-		for _, want := range []string{"release", "Applying shop.0002_item_price", "web.1", "worker.1", "beat.1"} {
+		for _, want := range []string{"all dependencies ready", "release lock acquired", "Applying shop.0002_item_price",
+			"release step done step=release status=0", "process started process=web.1",
+			"process started process=worker.1", "process started process=beat.1"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q", want)
 			}
