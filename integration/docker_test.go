@@ -585,10 +585,19 @@ while True:
 func dockerCheckImage(t *testing.T, image string) error {
 	t.Helper()
 	cmd := dockerRun(t, []string{"--network", "none", "-e", "ENTRY_SKIP_RELEASE=true"}, image, "sh", "-c", "exit 7")
-	select {
-	case <-cmd.done:
-	case <-time.After(30 * time.Second):
-		return errors.New("sh -c 'exit 7' still running after 30s: the command was not run")
+	deadline := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case <-cmd.done:
+			break wait
+		case <-deadline:
+			return errors.New("sh -c 'exit 7' still running after 60s")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if strings.Contains(cmd.out.String(), "process started process=web.1") {
+			return errors.New("sh -c 'exit 7' was not run: the Procfile's processes started instead")
+		}
 	}
 	if s := cmd.cmd.ProcessState.ExitCode(); s != 7 {
 		return fmt.Errorf("sh -c 'exit 7' gave %d: the command was not run as given", s)
