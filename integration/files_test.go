@@ -137,10 +137,18 @@ func TestDockerfileExample(t *testing.T) {
 	filesCheckVars(t, path)
 	ins := parseDockerfileExample(t, path)
 
+	// The base images are build arguments declared before the first FROM; their defaults
+	// must be the public images.
+	args := map[string]string{}
 	var froms []dockerInstruction
 	final := -1 // index of the last FROM
 	for i, in := range ins {
+		if in.cmd == "ARG" && len(froms) == 0 {
+			name, value, _ := strings.Cut(in.args, "=")
+			args[name] = value
+		}
 		if in.cmd == "FROM" {
+			in.args = os.Expand(in.args, func(name string) string { return args[name] })
 			froms = append(froms, in)
 			final = i
 		}
