@@ -44,7 +44,10 @@ func TestGroupChild(t *testing.T) {
 // groupMain runs the Procfile given with -procfile.
 func groupMain(args []string) int {
 	sigs := make(chan os.Signal, 2048)
-	signal.Notify(sigs)
+	if err := Notify(sigs); err != nil {
+		fmt.Fprintln(os.Stderr, "notify:", err)
+		return 1
+	}
 	chld := make(chan os.Signal, 2048)
 	signal.Notify(chld, syscall.SIGCHLD)
 

@@ -13,7 +13,6 @@ import (
 	"github.com/entry-dev/entry/procfile"
 	"github.com/entry-dev/entry/supervise"
 	"github.com/kelseyhightower/envconfig"
-	"golang.org/x/sys/unix"
 )
 
 // spec is every ENTRY_* variable. envconfig derives the names (ENTRY_ + split words) and
@@ -239,28 +238,7 @@ func (c *config) stopSignal(getenv func(string) string, typ string) (syscall.Sig
 	return sig, nil
 }
 
-func parseSignal(s string) (syscall.Signal, error) {
-	s = strings.ToUpper(strings.TrimSpace(s))
-	var sig syscall.Signal
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("invalid signal number %d", n)
-		}
-		sig = syscall.Signal(n)
-	} else {
-		if !strings.HasPrefix(s, "SIG") {
-			s = "SIG" + s
-		}
-		if sig = unix.SignalNum(s); sig == 0 {
-			return 0, fmt.Errorf("unknown signal %q", strings.TrimPrefix(s, "SIG"))
-		}
-	}
-	switch sig {
-	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
-		return 0, fmt.Errorf("%s cannot be a stop signal", supervise.SignalName(sig))
-	}
-	return sig, nil
-}
+func parseSignal(s string) (syscall.Signal, error) { return supervise.ParseStopSignal(s) }
 
 func checkListenAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)

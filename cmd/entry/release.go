@@ -57,7 +57,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 				l.Release(context.Background())
 			}
 			e.log.Info("stopped while waiting for the release lock", "signal", supervise.SignalName(s))
-			return 128 + int(s), false
+			return supervise.Status(s), false
 		}
 		if err != nil {
 			e.log.Error(err.Error())

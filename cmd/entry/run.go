@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -85,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	c, err := loadConfig(getenv)
 	if err != nil {
-		newLogger(stderr, "text", slog.LevelInfo).Error(err.Error())
+		newLogger(supervise.NewOutput(stdout, stderr, "text", false).Entry(), "text", slog.LevelInfo).Error(err.Error())
 		return exitConfig
 	}
 	level, _ := parseLevel(c.LogLevel)
@@ -144,7 +145,9 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 	sigs := make(chan os.Signal, 2048)
 	// No signal.Stop: the process exits right after main returns, and unsubscribing some
 	// sixty signals one by one would only delay that exit.
-	signal.Notify(sigs, forwardable()...)
+	if err := supervise.Notify(sigs); err != nil {
+		e.log.Warn("some signals cannot be forwarded", "err", err)
+	}
 	if inv.verb == "wait" {
 		return e.wait(ctx, sigs, checks)
 	}
@@ -191,34 +194,10 @@ func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry
 	return e.single(ctx, reaper, sigs, inv.argv)
 }
 
-// forwardable is every signal entry catches: all but SIGKILL/SIGSTOP, SIGCHLD (the reaper's,
-// on its own channel so a burst of exits cannot crowd out a SIGTERM) and SIGURG (the Go
-// runtime's preemption signal, which must never reach a child).
-func forwardable() []os.Signal {
-	var sigs []os.Signal
-	for n := 1; n <= 64; n++ {
-		switch s := syscall.Signal(n); s {
-		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
-		case 32, 33: // reserved by the C library for its threads
-		default:
-			sigs = append(sigs, s)
-		}
-	}
-	return sigs
-}
-
-// stopping reports whether a signal asks entry to stop rather than to be forwarded.
-func stopping(s os.Signal) bool {
-	switch s {
-	case unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP:
-		return true
-	}
-	return false
-}
-
 // untilStop returns a context cancelled by the first stop signal read from sigs, and a
 // function that stops reading and tells which signal it was (0 if none). Between phases
-// exactly one reader owns sigs, whose signals are all syscall.Signals (see forwardable).
+// exactly one reader owns sigs; supervise.Classify says which signals stop while no process
+// runs.
 func untilStop(ctx context.Context, sigs <-chan os.Signal, log *slog.Logger) (context.Context, func() syscall.Signal) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -228,12 +207,13 @@ func untilStop(ctx context.Context, sigs <-chan os.Signal, log *slog.Logger) (co
 		for {
 			select {
 			case s := <-sigs:
-				if stopping(s) {
-					got <- s.(syscall.Signal)
+				sig, _ := s.(syscall.Signal)
+				if supervise.Classify(s, false) == supervise.Stop {
+					got <- sig
 					cancel()
 					return
 				}
-				log.Debug("signal ignored: no process is running yet", "signal", supervise.SignalName(s.(syscall.Signal)))
+				log.Debug("signal ignored: no process is running yet", "signal", supervise.SignalName(sig))
 			case <-done:
 				return
 			}
@@ -271,7 +251,12 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 // is what entry reports for it: its exit status, 126/127 when it could not be started.
 func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, cmd *exec.Cmd) (res supervise.Result, status int, err error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
+	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.RunOptions{
+		Stop:   supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout},
+		Log:    e.log,
+		Output: e.out,
+		Name:   filepath.Base(cmd.Path),
+	})
 	if se := (*supervise.StartError)(nil); errors.As(err, &se) {
 		return res, se.Status(), err
 	} else if err != nil {
