@@ -310,7 +310,7 @@ func (g *group) stopLeftovers(name string, leader int, before uint64, sig syscal
 		}
 		if len(procs) == 0 {
 			if logged {
-				g.log.Debug("what the process left behind is gone", "process", name)
+				g.log.Info("what the process left behind is gone", "process", name)
 			}
 			return
 		}

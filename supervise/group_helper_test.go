@@ -62,6 +62,7 @@ func groupMain(args []string) int {
 	format := fs.String("format", "text", "text or json")
 	health := fs.Bool("health", false, "serve health on a free port")
 	stopSigs := fs.String("stop", "", "type=SIGNAL,... stop signals")
+	release := fs.String("release", "", "a shell command run through Run first, on the terminal, as a release step")
 	if err := fs.Parse(args); err != nil {
 		return 64
 	}
@@ -121,14 +122,37 @@ func groupMain(args []string) int {
 		go http.Serve(ln, h.Handler())
 		log.Info("health", "addr", ln.Addr().String())
 	}
+	if *release != "" {
+		cmd := exec.Command("/bin/sh", "-c", *release)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		res, err := Run(ctx, r, cmd, sigs, RunOptions{Stop: StopPolicy{Timeout: *timeout}, Log: log, Output: out, Name: "release"})
+		if err != nil || res.Exit.Status() != 0 {
+			log.Error("release failed", "exit", res.Exit.String(), "err", err)
+			return 1
+		}
+	}
 	h.SetPhase("running")
-	return RunGroup(ctx, r, procs, sigs, GroupOptions{
+	status := RunGroup(ctx, r, procs, sigs, GroupOptions{
 		Restart:     Restart{Policy: *policy, Limit: *limit, Window: *window, Initial: *initial, Max: *maxDelay},
 		StopTimeout: *timeout,
 		Output:      out,
 		Health:      h,
 		Log:         log,
 	})
+	fmt.Fprintf(os.Stderr, "pidfds=%d\n", pidfds())
+	return status
+}
+
+// pidfds counts the pidfds this process holds open.
+func pidfds() int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, fd := range fds {
+		if l, _ := os.Readlink("/proc/self/fd/" + fd.Name()); l == "anon_inode:[pidfd]" {
+			n++
+		}
+	}
+	return n
 }
 
 // groupChild behaviours:

@@ -131,8 +131,8 @@ func pid1Main(args []string) int {
 		log.Error("run", "err", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "result status=%d stop=%v orphans=%d zombies=%d\n",
-		res.Exit.Status(), res.StopSignal, r.orphansReaped(), zombies())
+	fmt.Fprintf(os.Stderr, "result status=%d stop=%v orphans=%d zombies=%d pidfds=%d\n",
+		res.Exit.Status(), res.StopSignal, r.orphansReaped(), zombies(), pidfds())
 	return res.Exit.Status()
 }
 

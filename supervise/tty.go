@@ -62,9 +62,19 @@ func (t *terminal) reclaim(pgid int, log *slog.Logger) {
 	if err != nil {
 		return
 	}
+	if int(fg) != pgid && (fg == 0 || !errors.Is(unix.Kill(-int(fg), 0), unix.ESRCH)) {
+		return // someone else's, or a group outside our PID namespace
+	}
 	self := unix.Getpgrp()
-	if int(fg) == self || int(fg) != pgid && !errors.Is(unix.Kill(-int(fg), 0), unix.ESRCH) {
-		return
+	if self == 0 {
+		// Our group lives outside our PID namespace (unshare --fork from
+		// a shell): it has no id here to hand the terminal to. A group of
+		// our own, in the same session, has one.
+		if err := unix.Setpgid(0, 0); err != nil {
+			log.Warn("cannot take the terminal back", "err", err)
+			return
+		}
+		self = unix.Getpgrp()
 	}
 	// From the background, TIOCSPGRP raises SIGTTOU unless the caller
 	// blocks it; Go's handler would restart the call forever. Blocked on
