@@ -63,6 +63,7 @@ func groupMain(args []string) int {
 	health := fs.Bool("health", false, "serve health on a free port")
 	stopSigs := fs.String("stop", "", "type=SIGNAL,... stop signals")
 	release := fs.String("release", "", "a shell command run through Run first, on the terminal, as a release step")
+	showPidfds := fs.Bool("pidfds", false, "print how many pidfds are open at the end")
 	if err := fs.Parse(args); err != nil {
 		return 64
 	}
@@ -139,7 +140,9 @@ func groupMain(args []string) int {
 		Health:      h,
 		Log:         log,
 	})
-	fmt.Fprintf(os.Stderr, "pidfds=%d\n", pidfds())
+	if *showPidfds {
+		fmt.Fprintf(os.Stderr, "pidfds=%d\n", pidfds())
+	}
 	return status
 }
 
