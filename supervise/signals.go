@@ -115,7 +115,8 @@ func ParseStopSignal(s string) (syscall.Signal, error) {
 
 // Notify relays to c every signal entry handles: every catchable one but
 // SIGCHLD, which the reaper reads on its own channel so that a burst of
-// exits cannot crowd out a SIGTERM. c should be buffered generously. Call
+// exits cannot crowd out a SIGTERM, and SIGURG, which the Go runtime sends
+// itself by the thousand to preempt goroutines and which would crowd c. c should be buffered generously. Call
 // it once, before any child starts: a signal with no handler is dropped by
 // the kernel when entry is PID 1, and kills entry when it is not.
 //
@@ -129,7 +130,7 @@ func Notify(c chan<- os.Signal) error {
 	var sigs []os.Signal
 	for n := syscall.Signal(1); n <= maxSignal; n++ {
 		switch n {
-		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD:
+		case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
 		default:
 			sigs = append(sigs, n)
 		}
