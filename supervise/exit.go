@@ -18,7 +18,7 @@ type Exit struct {
 // signal N killed the process.
 func (e Exit) Status() int {
 	if e.Signal != 0 {
-		return 128 + int(e.Signal)
+		return Status(e.Signal)
 	}
 	return e.Code
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,12 +38,12 @@ type GroupOptions struct {
 }
 
 // waitDelay bounds how long a process's output is still read after it
-// exited, when something it left behind keeps the pipe open. Without it,
-// the report of the exit would wait as long as that descendant lives.
+// exited, when something it left behind keeps writing, or keeps the pipe
+// open after it was told to stop.
 const waitDelay = 2 * time.Second
 
 // RunGroup starts every process, restarts per policy, and on a stop request
-// (TERM/INT/QUIT from sigs, or ctx) sends each process its own stop signal
+// (a stop signal from sigs, or ctx) sends each process its own stop signal
 // in parallel, one deadline for all, SIGKILL to stragglers at its end, then
 // cleans up leftover descendants and returns as soon as nothing is left.
 // As in Run, SIGTERM stands for each process's stop signal, and INT and
@@ -51,10 +52,15 @@ const waitDelay = 2 * time.Second
 // exit stops all, as honcho does. When a process exits and will not be
 // restarted, or a crash loop is detected, everything is stopped.
 //
-// Signals go to each process itself, so that gunicorn and celery masters
-// manage their own workers; only when Group is set (a shell that stays, see
-// procfile.Argv) do they go to its process group. SIGKILL at the deadline
-// always goes to the process group.
+// Each process starts in a session of its own. Signals go to each process
+// itself, so that gunicorn and celery masters manage their own workers;
+// only when Group is set (a shell that stays, see procfile.Argv) do they go
+// to its process group. SIGKILL at the deadline always goes to the process
+// group. When a process exits, whatever it left in its session or group
+// (and below) gets its stop signal, then SIGKILL at StopTimeout, and the
+// process is restarted only once all of it is gone: a restart never finds
+// its port held by an orphan of the previous run. The exit is reported at
+// once, with the output the process wrote before it.
 //
 // It returns entry's exit status:
 //
@@ -110,14 +116,17 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 				g.exited(ev.m, ev.exit)
 			}
 		case s := <-sigs:
-			if !forwardable(s) {
-				continue
+			sig, _ := s.(syscall.Signal)
+			switch Classify(s, true) {
+			case Stop:
+				if !g.stopping {
+					g.stop(sig, "received "+SignalName(sig))
+					continue
+				}
+				g.forward(sig)
+			case Forward:
+				g.forward(sig)
 			}
-			if stopping(s) && !g.stopping {
-				g.stop(s.(syscall.Signal), "received "+SignalName(s.(syscall.Signal)))
-				continue
-			}
-			g.forward(s.(syscall.Signal))
 		case <-done:
 			done = nil
 			g.stop(0, "cancelled")
@@ -129,19 +138,22 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 
 	// Whatever the processes left behind gets the rest of the grace.
 	cleanup(r, sigs, &Result{}, g.stopAt.Add(g.opt.StopTimeout), g.log)
+	g.tidy.Wait()
 	return g.finish()
 }
 
 // member is a Process and what the group knows of it.
 type member struct {
 	Process
-	state    string
+	state    State
 	cmd      *exec.Cmd
 	started  time.Time
 	hist     history
 	restarts int
-	sent     uint64 // signals sent during the stop, as a bit mask
-	killed   bool   // got SIGKILL at the deadline
+	last     *Exit         // how the last run ended
+	sent     uint64        // signals sent during the stop, as a bit mask
+	killed   bool          // got SIGKILL at the deadline
+	tidied   chan struct{} // closed once the last run left nothing behind
 
 	// reaped is set once the process is gone, while its output is still
 	// being drained: its pid, and maybe its group id, are free for reuse.
@@ -164,6 +176,7 @@ type group struct {
 	log    *slog.Logger
 	events chan event
 	quit   chan struct{}
+	tidy   sync.WaitGroup // the clean-ups of what exited processes left
 
 	members  []*member
 	stopping bool
@@ -172,6 +185,25 @@ type group struct {
 	request  string // what asked for the stop, when something did
 	cause    string // what stopped the group by itself
 	status   int
+}
+
+// transition is the one place a process changes state: it records the
+// state in m and in Health, and logs msg, when given, with the process's
+// name and attrs.
+func (g *group) transition(m *member, to State, level slog.Level, msg string, attrs ...any) {
+	m.state = to
+	pid := 0
+	if to == StateRunning {
+		pid = m.cmd.Process.Pid
+	}
+	var last *Exit
+	if to == StateExited {
+		last = m.last
+	}
+	g.opt.Health.update(m.Name, to, pid, m.restarts, last)
+	if msg != "" {
+		g.log.Log(context.Background(), level, msg, append([]any{"process", m.Name}, attrs...)...)
+	}
 }
 
 // running reports whether the loop has anything left to wait for.
@@ -189,9 +221,11 @@ func (g *group) start(m *member) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	// Its own group, so that the stop signal, SIGKILL and a terminal's
-	// Ctrl-C reach it and its descendants only as the group decides.
-	cmd.SysProcAttr.Setpgid = true
+	// A session of its own, so that the stop signal and SIGKILL reach it
+	// and its descendants only as the group decides, and so that what it
+	// leaves behind can be told apart from the other processes' leftovers
+	// even after it has gone.
+	cmd.SysProcAttr.Setsid = true
 	var pipes []*pipe
 	if o := g.opt.Output; o != nil {
 		for _, stream := range []string{"stdout", "stderr"} {
@@ -212,37 +246,120 @@ func (g *group) start(m *member) {
 			p.abandon()
 		}
 		se := &StartError{Path: cmd.Path, Err: err}
-		m.state = StateExited
-		g.opt.Health.exited(m.Name, Exit{Code: se.Status()}, m.restarts)
-		g.log.Error("process could not start", "process", m.Name, "err", se)
+		m.last = &Exit{Code: se.Status()}
+		g.transition(m, StateExited, slog.LevelError, "process could not start", "err", se)
 		g.fail(fmt.Sprintf("%s could not start: %v", m.Name, se), se.Status())
 		return
 	}
 	for _, p := range pipes {
 		p.started()
 	}
-	m.cmd, m.state, m.started, m.sent, m.killed = cmd, StateRunning, time.Now(), 0, false
-	g.opt.Health.set(m.Name, StateRunning, cmd.Process.Pid)
+	m.cmd, m.started, m.sent, m.killed = cmd, time.Now(), 0, false
+	m.tidied = make(chan struct{})
 	if m.restarts == 0 {
-		g.log.Info("process started", "process", m.Name, "pid", cmd.Process.Pid)
+		g.transition(m, StateRunning, slog.LevelInfo, "process started", "pid", cmd.Process.Pid)
 	} else {
-		g.log.Info("process restarted", "process", m.Name, "pid", cmd.Process.Pid, "restart", m.restarts)
+		g.transition(m, StateRunning, slog.LevelInfo, "process restarted", "pid", cmd.Process.Pid, "restart", m.restarts)
 	}
 	m.reaped.Store(false)
+	leader, tidied := cmd.Process.Pid, m.tidied
+	g.tidy.Add(1)
 	go func() {
+		defer g.tidy.Done()
 		e := g.r.Wait(cmd, exits)
+		before := bootTicks()
 		m.reaped.Store(true)
-		// Report the exit only once its output is out, so that entry's
-		// lines about it come after the process's own.
+		left := make(chan struct{})
+		go func() {
+			defer close(left)
+			g.stopLeftovers(m.Name, leader, before, m.Stop.Signal)
+		}()
+		// Report the exit once the output it wrote is out, so that
+		// entry's lines about it come after the process's own, but not
+		// later: what it left behind may hold the pipe.
 		deadline := time.Now().Add(waitDelay)
 		for _, p := range pipes {
-			p.drain(deadline)
+			p.settle(deadline)
 		}
 		select {
 		case g.events <- event{m: m, exit: e}:
 		case <-g.quit:
 		}
+		<-left
+		deadline = time.Now().Add(waitDelay)
+		for _, p := range pipes {
+			p.drain(deadline)
+		}
+		close(tidied)
 	}()
+}
+
+// stopLeftovers stops what the process leader of name left behind when it
+// exited (see leftovers): sig now, SIGKILL once the group's grace has
+// passed, and returns once none is left, or gives up killGrace later.
+func (g *group) stopLeftovers(name string, leader int, before uint64, sig syscall.Signal) {
+	kill := time.Now().Add(g.opt.StopTimeout)
+	giveUp := kill.Add(killGrace)
+	signalled := make(map[int]bool)
+	logged := false
+	for {
+		procs, err := leftovers(leader, before)
+		if err != nil {
+			g.log.Warn("cannot list what the process left behind", "process", name, "err", err)
+			return
+		}
+		if len(procs) == 0 {
+			if logged {
+				g.log.Info("what the process left behind is gone", "process", name)
+			}
+			return
+		}
+		now := time.Now()
+		if now.After(giveUp) {
+			g.log.Error("processes left behind would not die", "process", name, "count", len(procs))
+			return
+		}
+		s, wait := sig, kill.Sub(now)
+		if wait <= 0 {
+			s, wait = syscall.SIGKILL, 50*time.Millisecond
+		}
+		if !logged {
+			logged = true
+			g.log.Info("stopping what the process left behind", "process", name, "count", len(procs), "signal", SignalName(s))
+		}
+		var todo []procStat
+		for _, p := range procs {
+			if s == syscall.SIGKILL || !signalled[p.pid] {
+				signalled[p.pid] = true
+				todo = append(todo, p)
+			}
+		}
+		fds := signalProcs(todo, s)
+		// Processes forked meanwhile escaped this pass: look again soon.
+		waitAny(fds, min(wait, 200*time.Millisecond))
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+}
+
+// waitAny waits until one of the processes behind pidfds has exited, or d
+// has passed.
+func waitAny(fds []int, d time.Duration) {
+	pfds := make([]unix.PollFd, len(fds))
+	for i, fd := range fds {
+		pfds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	}
+	if len(pfds) == 0 {
+		time.Sleep(d)
+		return
+	}
+	for {
+		_, err := unix.Poll(pfds, int(d.Milliseconds())+1)
+		if err != unix.EINTR {
+			return
+		}
+	}
 }
 
 func (g *group) restart(m *member) {
@@ -253,16 +370,18 @@ func (g *group) restart(m *member) {
 }
 
 func (g *group) exited(m *member, e Exit) {
-	m.state = StateExited
-	g.opt.Health.exited(m.Name, e, m.restarts)
+	m.last = &e
+	// The pidfd now, not at the next garbage collection.
+	_ = m.cmd.Process.Release()
+	attrs := []any{"pid", e.Pid, "exit", e.String()}
 	if g.stopping {
 		switch {
 		case m.killed:
-			g.log.Warn("process killed", "process", m.Name, "pid", e.Pid, "exit", e.String())
+			g.transition(m, StateExited, slog.LevelWarn, "process killed", attrs...)
 		case g.clean(m, e):
-			g.log.Info("process stopped", "process", m.Name, "pid", e.Pid, "exit", e.String())
+			g.transition(m, StateExited, slog.LevelInfo, "process stopped", attrs...)
 		default:
-			g.log.Warn("process stopped", "process", m.Name, "pid", e.Pid, "exit", e.String())
+			g.transition(m, StateExited, slog.LevelWarn, "process stopped", attrs...)
 			if g.cause == "" && g.status == 0 {
 				g.status = e.Status()
 				g.request += fmt.Sprintf("; %s %s while stopping", m.Name, e)
@@ -276,21 +395,28 @@ func (g *group) exited(m *member, e Exit) {
 	if e.Status() == 0 {
 		level = slog.LevelInfo
 	}
-	g.log.Log(context.Background(), level, "process exited", "process", m.Name, "pid", e.Pid, "exit", e.String(), "uptime", uptime.Round(time.Millisecond))
+	g.transition(m, StateExited, level, "process exited", append(attrs, "uptime", uptime.Round(time.Millisecond))...)
 	d := m.hist.next(g.opt.Restart, e, uptime, now, rand.Float64())
 	switch {
 	case d.restart:
 		m.restarts++
-		m.state = StateBackoff
-		g.opt.Health.restarted(m.Name, m.restarts)
-		g.log.Info("restarting process", "process", m.Name, "restart", m.restarts, "backoff", d.delay.Round(time.Millisecond))
+		g.transition(m, StateBackoff, slog.LevelInfo, "restarting process", "restart", m.restarts, "backoff", d.delay.Round(time.Millisecond))
+		tidied := m.tidied
 		go func() {
+			// Not before the backoff, nor before what the last run left
+			// behind is gone.
 			select {
 			case <-time.After(d.delay):
-				select {
-				case g.events <- event{m: m, due: true}:
-				case <-g.quit:
-				}
+			case <-g.quit:
+				return
+			}
+			select {
+			case <-tidied:
+			case <-g.quit:
+				return
+			}
+			select {
+			case g.events <- event{m: m, due: true}:
 			case <-g.quit:
 			}
 		}()
@@ -330,8 +456,7 @@ func (g *group) stop(sig syscall.Signal, reason string) {
 	for _, m := range g.members {
 		switch m.state {
 		case StateBackoff, StateStarting:
-			m.state = StateExited
-			g.opt.Health.set(m.Name, StateExited, 0)
+			g.transition(m, StateExited, 0, "")
 		case StateRunning:
 			n++
 		}
@@ -345,8 +470,7 @@ func (g *group) stop(sig syscall.Signal, reason string) {
 		if sig != 0 {
 			s = translate(sig, m.Stop.Signal)
 		}
-		m.state = StateStopping
-		g.opt.Health.set(m.Name, StateStopping, 0)
+		g.transition(m, StateStopping, 0, "")
 		g.signal(m, s)
 	}
 }
@@ -361,7 +485,7 @@ func (g *group) forward(sig syscall.Signal) {
 }
 
 func (g *group) signal(m *member, sig syscall.Signal) {
-	if g.stopping && sig < 64 {
+	if g.stopping && sig < maxSignal {
 		m.sent |= 1 << sig
 	}
 	if m.reaped.Load() {
@@ -399,8 +523,8 @@ func (g *group) clean(m *member, e Exit) bool {
 	switch {
 	case e.Signal != 0:
 		return m.sent&(1<<e.Signal) != 0
-	case e.Code > 128 && e.Code < 128+64:
-		return m.sent&(1<<(e.Code-128)) != 0
+	case signalOfStatus(e.Code) != 0:
+		return m.sent&(1<<signalOfStatus(e.Code)) != 0
 	}
 	return e.Code == 0
 }
@@ -414,7 +538,7 @@ func (g *group) finish() int {
 	if g.status == 0 {
 		for _, m := range g.members {
 			if m.killed {
-				g.status = 128 + int(unix.SIGKILL)
+				g.status = Status(unix.SIGKILL)
 				g.request += fmt.Sprintf("; %s did not stop within %s and was killed", m.Name, g.opt.StopTimeout)
 				break
 			}

@@ -44,7 +44,10 @@ func TestGroupChild(t *testing.T) {
 // groupMain runs the Procfile given with -procfile.
 func groupMain(args []string) int {
 	sigs := make(chan os.Signal, 2048)
-	signal.Notify(sigs)
+	if err := Notify(sigs); err != nil {
+		fmt.Fprintln(os.Stderr, "notify:", err)
+		return 1
+	}
 	chld := make(chan os.Signal, 2048)
 	signal.Notify(chld, syscall.SIGCHLD)
 
@@ -59,6 +62,8 @@ func groupMain(args []string) int {
 	format := fs.String("format", "text", "text or json")
 	health := fs.Bool("health", false, "serve health on a free port")
 	stopSigs := fs.String("stop", "", "type=SIGNAL,... stop signals")
+	release := fs.String("release", "", "a shell command run through Run first, on the terminal, as a release step")
+	showPidfds := fs.Bool("pidfds", false, "print how many pidfds are open at the end")
 	if err := fs.Parse(args); err != nil {
 		return 64
 	}
@@ -118,14 +123,39 @@ func groupMain(args []string) int {
 		go http.Serve(ln, h.Handler())
 		log.Info("health", "addr", ln.Addr().String())
 	}
+	if *release != "" {
+		cmd := exec.Command("/bin/sh", "-c", *release)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		res, err := Run(ctx, r, cmd, sigs, RunOptions{Stop: StopPolicy{Timeout: *timeout}, Log: log, Output: out, Name: "release"})
+		if err != nil || res.Exit.Status() != 0 {
+			log.Error("release failed", "exit", res.Exit.String(), "err", err)
+			return 1
+		}
+	}
 	h.SetPhase("running")
-	return RunGroup(ctx, r, procs, sigs, GroupOptions{
+	status := RunGroup(ctx, r, procs, sigs, GroupOptions{
 		Restart:     Restart{Policy: *policy, Limit: *limit, Window: *window, Initial: *initial, Max: *maxDelay},
 		StopTimeout: *timeout,
 		Output:      out,
 		Health:      h,
 		Log:         log,
 	})
+	if *showPidfds {
+		fmt.Fprintf(os.Stderr, "pidfds=%d\n", pidfds())
+	}
+	return status
+}
+
+// pidfds counts the pidfds this process holds open.
+func pidfds() int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, fd := range fds {
+		if l, _ := os.Readlink("/proc/self/fd/" + fd.Name()); l == "anon_inode:[pidfd]" {
+			n++
+		}
+	}
+	return n
 }
 
 // groupChild behaviours:

@@ -361,7 +361,7 @@ func TestGroupHealth(t *testing.T) {
 		t.Fatalf("/status %q: %v", body, err)
 	}
 	if len(st.Processes) != 2 || st.Processes[1].Name != "flaky.1" || st.Processes[1].Restarts != 2 ||
-		st.Processes[1].State != StateRunning || st.Processes[1].LastExit.Status != 4 {
+		st.Processes[1].State != string(StateRunning) || st.Processes[1].LastExit.Status != 4 {
 		t.Errorf("got /status %s, want flaky.1 running after 2 restarts, last status 4", body)
 	}
 	g.signal(syscall.SIGTERM)

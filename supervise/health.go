@@ -8,13 +8,17 @@ import (
 	"time"
 )
 
-// Process states, as /status shows them.
+// State is where a process is in its life, as /status shows it. A process
+// goes starting → running → (stopping →) exited, and from exited to backoff
+// and starting again when it is restarted; only group.transition changes it.
+type State string
+
 const (
-	StateStarting = "starting"
-	StateRunning  = "running"
-	StateBackoff  = "backoff"
-	StateStopping = "stopping"
-	StateExited   = "exited"
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StateBackoff  State = "backoff"
+	StateStopping State = "stopping"
+	StateExited   State = "exited"
 )
 
 // Health records entry's phase ("waiting", "release", "running",
@@ -33,7 +37,7 @@ type Health struct {
 type procHealth struct {
 	Name     string     `json:"name"`
 	Type     string     `json:"type"`
-	State    string     `json:"state"`
+	State    State      `json:"state"`
 	Pid      int        `json:"pid,omitempty"`
 	Restarts int        `json:"restarts"`
 	Since    time.Time  `json:"since"`
@@ -76,27 +80,9 @@ func (h *Health) add(name, typ string) {
 	h.byKey[name] = p
 }
 
-// set records a state change; pid 0 keeps the last pid.
-func (h *Health) set(name, state string, pid int) {
-	if h == nil {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	p, ok := h.byKey[name]
-	if !ok {
-		return
-	}
-	if p.State != state {
-		p.State, p.Since = state, h.now()
-	}
-	if pid != 0 {
-		p.Pid = pid
-	}
-}
-
-// exited records how a process ended and how often it was restarted.
-func (h *Health) exited(name string, e Exit, restarts int) {
+// update records the state of a process: pid 0 keeps the last pid, and
+// last, when set, is how it just ended.
+func (h *Health) update(name string, state State, pid, restarts int, last *Exit) {
 	if h == nil {
 		return
 	}
@@ -107,19 +93,15 @@ func (h *Health) exited(name string, e Exit, restarts int) {
 		return
 	}
 	now := h.now()
-	p.State, p.Since, p.Restarts = StateExited, now, restarts
-	p.LastExit = &exitState{Status: e.Status(), Reason: e.String(), At: now}
-}
-
-// restarted records a restart about to happen after backoff.
-func (h *Health) restarted(name string, restarts int) {
-	if h == nil {
-		return
+	if p.State != state {
+		p.State, p.Since = state, now
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if p, ok := h.byKey[name]; ok {
-		p.State, p.Since, p.Restarts = StateBackoff, h.now(), restarts
+	if pid != 0 {
+		p.Pid = pid
+	}
+	p.Restarts = restarts
+	if last != nil {
+		p.LastExit = &exitState{Status: last.Status(), Reason: last.String(), At: now}
 	}
 }
 
@@ -133,7 +115,7 @@ func (h *Health) notReady() string {
 	}
 	for _, p := range h.procs {
 		if p.State != StateRunning {
-			return p.Name + " " + p.State
+			return p.Name + " " + string(p.State)
 		}
 	}
 	return ""

@@ -43,14 +43,14 @@ func TestHealth(t *testing.T) {
 	h.add("worker.1", "worker")
 	h.SetPhase("running")
 	check("starting", "/readyz", 503, "web.1 starting")
-	h.set("web.1", StateRunning, 10)
-	h.set("worker.1", StateRunning, 11)
+	h.update("web.1", StateRunning, 10, 0, nil)
+	h.update("worker.1", StateRunning, 11, 0, nil)
 	check("running", "/readyz", 200, "ready")
 
-	h.exited("worker.1", Exit{Pid: 11, Signal: syscall.SIGKILL}, 0)
-	h.restarted("worker.1", 1)
+	h.update("worker.1", StateExited, 0, 0, &Exit{Pid: 11, Signal: syscall.SIGKILL})
+	h.update("worker.1", StateBackoff, 0, 1, nil)
 	check("backoff", "/readyz", 503, "worker.1 backoff")
-	h.set("worker.1", StateRunning, 12)
+	h.update("worker.1", StateRunning, 12, 1, nil)
 	check("restarted", "/readyz", 200, "ready")
 
 	_, body := get("/status")
@@ -75,7 +75,7 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("got status %s", body)
 	}
 	w := st.Processes[1]
-	if w.Name != "worker.1" || w.Type != "worker" || w.State != StateRunning || w.Pid != 12 || w.Restarts != 1 {
+	if w.Name != "worker.1" || w.Type != "worker" || w.State != string(StateRunning) || w.Pid != 12 || w.Restarts != 1 {
 		t.Errorf("got worker %+v, want running, pid 12, 1 restart", w)
 	}
 	if w.LastExit == nil || w.LastExit.Status != 137 || w.LastExit.Reason != "killed by SIGKILL" {
@@ -91,9 +91,7 @@ func TestHealthNil(t *testing.T) {
 	var h *Health
 	h.SetPhase("running")
 	h.add("web.1", "web")
-	h.set("web.1", StateRunning, 1)
-	h.exited("web.1", Exit{}, 0)
-	h.restarted("web.1", 1)
+	h.update("web.1", StateRunning, 1, 0, &Exit{})
 }
 
 func TestHealthConcurrent(t *testing.T) {
@@ -106,9 +104,9 @@ func TestHealthConcurrent(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 200 {
-			h.set("web.1", StateRunning, i+1)
-			h.exited("web.1", Exit{Pid: i + 1, Code: 1}, i)
-			h.restarted("web.1", i+1)
+			h.update("web.1", StateRunning, i+1, i, nil)
+			h.update("web.1", StateExited, 0, i, &Exit{Pid: i + 1, Code: 1})
+			h.update("web.1", StateBackoff, 0, i+1, nil)
 		}
 	}()
 	for range 50 {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -74,8 +76,6 @@ func NewOutput(stdout, stderr io.Writer, format string, color bool) *Output {
 // an error.
 var palette = []string{"36", "33", "32", "35", "34", "96", "93", "92", "95", "94"}
 
-// reserve widens the name column for names, so that lines stay aligned when
-// the processes start at different times.
 // Reserve pads every prefix to the longest of names from now on, so that lines
 // written before the processes start (entry's own) line up with theirs.
 func (o *Output) Reserve(names ...string) {
@@ -87,18 +87,6 @@ func (o *Output) Reserve(names ...string) {
 			o.colors[n] = palette[len(o.colors)%len(palette)]
 		}
 	}
-}
-
-// Writer returns the writer for one output stream ("stdout" or "stderr") of
-// the process name, to be set as its cmd.Stdout or cmd.Stderr. Each line
-// written to it is written out with its prefix once its newline arrives; a
-// partial line is written when no write came for a moment, or at Close.
-// It never fails: a child must not block because entry's own output is
-// broken, so errors from the destination are dropped.
-func (o *Output) Writer(name, stream string) io.WriteCloser {
-	w := o.lineWriter(name, stream)
-	w.timed = true
-	return w
 }
 
 func (o *Output) lineWriter(name, stream string) *lineWriter {
@@ -136,6 +124,11 @@ type pipe struct {
 	r     *os.File
 	w     *lineWriter
 	done  chan struct{}
+
+	// settling is set by settle, and settled closed by copy once the pipe
+	// is then found empty.
+	settling atomic.Bool
+	settled  chan struct{}
 }
 
 // pipe makes the pipe for stream of the process name and starts copying it.
@@ -144,7 +137,7 @@ func (o *Output) pipe(name, stream string) (*pipe, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pipe{child: child, r: r, w: o.lineWriter(name, stream), done: make(chan struct{})}
+	p := &pipe{child: child, r: r, w: o.lineWriter(name, stream), done: make(chan struct{}), settled: make(chan struct{})}
 	go p.copy()
 	return p, nil
 }
@@ -153,6 +146,22 @@ func (o *Output) pipe(name, stream string) (*pipe, error) {
 // sees EOF once the child and whatever inherited the pipe are gone.
 func (p *pipe) started() {
 	p.child.Close()
+}
+
+// settle waits, at most until deadline, until what the pipe held when it
+// was called has been written out, with a final partial line: all a child
+// that has exited wrote. Unlike drain it does not wait for EOF, which a
+// descendant still holding the pipe would put off for as long as it lives.
+func (p *pipe) settle(deadline time.Time) {
+	p.settling.Store(true)
+	_ = p.r.SetReadDeadline(time.Now()) // wake a read that waits for data
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.settled:
+	case <-p.done:
+	case <-t.C:
+	}
 }
 
 // drain waits until everything written to the pipe has been copied, which
@@ -181,19 +190,28 @@ func (p *pipe) abandon() {
 func (p *pipe) copy() {
 	defer close(p.done)
 	buf := make([]byte, 32<<10)
+	settled := false
 	for {
-		var deadline time.Time
+		var flushAt time.Time
 		if p.w.pending() {
-			deadline = time.Now().Add(idleFlush)
+			flushAt = time.Now().Add(idleFlush)
 		}
-		if err := p.r.SetReadDeadline(deadline); err != nil {
+		if err := p.r.SetReadDeadline(flushAt); err != nil {
 			return
+		}
+		// After the deadline is set, so that settle's wake-up cannot be
+		// overwritten unseen.
+		if !settled && p.settling.Load() && !p.unread() {
+			settled = true
+			p.w.flushPartial()
+			close(p.settled)
 		}
 		n, err := p.r.Read(buf)
 		p.w.Write(buf[:n])
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if !p.unread() {
+			// settle's wake-up is no reason to cut a line.
+			if !flushAt.IsZero() && !time.Now().Before(flushAt) && !p.unread() {
 				p.w.flushPartial()
 			}
 		case err != nil:
@@ -216,8 +234,11 @@ func (p *pipe) unread() bool {
 }
 
 // Entry returns a writer for entry's own log records, one record per Write,
-// going to stderr under the same lock as the children's lines. In text mode a
-// record starting "entry | " has the name padded like the children's.
+// going to stderr under the same lock as the children's lines. In text mode
+// Output owns entry's prefix as it owns the children's: every line of the
+// record gets "entry | ", padded like theirs, so that even a record of
+// several lines never shows one without it. In JSON mode records pass as
+// written.
 func (o *Output) Entry() io.Writer {
 	return entryWriter{o}
 }
@@ -228,17 +249,58 @@ func (w entryWriter) Write(p []byte) (int, error) {
 	o := w.o
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	const prefix = entryName + " | "
-	if o.json || o.width == len(entryName) || !bytes.HasPrefix(p, []byte(prefix)) {
+	if o.json {
 		return o.stderr.Write(p)
 	}
-	b := make([]byte, 0, len(p)+o.width)
-	b = append(b, pad(entryName, o.width)+" | "...)
-	b = append(b, p[len(prefix):]...)
+	prefix := pad(entryName, o.width) + " | "
+	b := make([]byte, 0, len(p)+len(prefix)+1)
+	for rest := bytes.TrimSuffix(p, []byte("\n")); ; {
+		line, more, found := bytes.Cut(rest, []byte("\n"))
+		b = append(b, prefix...)
+		b = append(b, line...)
+		b = append(b, '\n')
+		if !found {
+			break
+		}
+		rest = more
+	}
 	if _, err := o.stderr.Write(b); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// wrap routes cmd's stdout and stderr through o as the lines of name, in
+// JSON mode only and unless cmd's stdin is a terminal: a JSON log must hold
+// nothing but records, and an interactive program needs the terminal. It
+// returns the pipes, for started and drain; none when it leaves cmd alone.
+func (o *Output) wrap(cmd *exec.Cmd, name string) ([]*pipe, error) {
+	if o == nil || !o.json || isTerminal(cmd.Stdin) {
+		return nil, nil
+	}
+	var pipes []*pipe
+	for _, stream := range []string{"stdout", "stderr"} {
+		p, err := o.pipe(name, stream)
+		if err != nil {
+			for _, p := range pipes {
+				p.abandon()
+			}
+			return nil, err
+		}
+		pipes = append(pipes, p)
+	}
+	cmd.Stdout, cmd.Stderr = pipes[0].child, pipes[1].child
+	return pipes, nil
+}
+
+// isTerminal reports whether f is an *os.File on a terminal.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	if !ok || file == nil {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(file.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 func pad(name string, width int) string {
@@ -252,12 +314,9 @@ type lineWriter struct {
 	dst    io.Writer
 	prefix []byte
 
-	timed bool // write a partial line after idleFlush without writes
-
 	mu      sync.Mutex
 	partial []byte
 	out     []byte // scratch for the formatted lines of one Write
-	idle    *time.Timer
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -293,13 +352,6 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		p = p[i+1:]
 	}
 	w.flush()
-	if w.timed && len(w.partial) > 0 {
-		if w.idle == nil {
-			w.idle = time.AfterFunc(idleFlush, w.flushPartial)
-		} else {
-			w.idle.Reset(idleFlush)
-		}
-	}
 	return n, nil
 }
 
@@ -307,9 +359,6 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 func (w *lineWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.idle != nil {
-		w.idle.Stop()
-	}
 	w.writePartial()
 	return nil
 }

@@ -68,7 +68,7 @@ func TestOutputText(t *testing.T) {
 		var stdout, stderr lockedBuffer
 		o := NewOutput(&stdout, &stderr, "text", false)
 		o.Reserve("worker.1")
-		w := o.Writer("web.1", "stdout")
+		w := o.lineWriter("web.1", "stdout")
 		for _, s := range tt.writes {
 			if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
 				t.Fatalf("%s: Write(%q) = %d, %v", tt.name, s, n, err)
@@ -88,8 +88,8 @@ func TestOutputText(t *testing.T) {
 func TestOutputStreamsAndColor(t *testing.T) {
 	var stdout, stderr lockedBuffer
 	o := NewOutput(&stdout, &stderr, "text", true)
-	out, errw := o.Writer("web.1", "stdout"), o.Writer("web.1", "stderr")
-	other := o.Writer("worker.1", "stdout")
+	out, errw := o.lineWriter("web.1", "stdout"), o.lineWriter("web.1", "stderr")
+	other := o.lineWriter("worker.1", "stdout")
 	fmt.Fprintln(out, "to stdout")
 	fmt.Fprintln(errw, "to stderr")
 	fmt.Fprintln(other, "other")
@@ -104,11 +104,11 @@ func TestOutputStreamsAndColor(t *testing.T) {
 func TestOutputEntry(t *testing.T) {
 	var stdout, stderr lockedBuffer
 	o := NewOutput(&stdout, &stderr, "text", false)
-	fmt.Fprint(o.Entry(), "entry | short\n")
+	fmt.Fprint(o.Entry(), "short\n")
 	o.Reserve("worker.1")
-	fmt.Fprint(o.Entry(), "entry | started process=worker.1\n")
-	fmt.Fprint(o.Entry(), "other record\n")
-	want := "entry | short\nentry    | started process=worker.1\nother record\n"
+	fmt.Fprint(o.Entry(), "started process=worker.1\n")
+	fmt.Fprint(o.Entry(), "error: two\nlines\n")
+	want := "entry | short\nentry    | started process=worker.1\nentry    | error: two\nentry    | lines\n"
 	if got := stderr.String(); got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
@@ -127,7 +127,7 @@ func TestOutputJSON(t *testing.T) {
 	var stdout, stderr lockedBuffer
 	o := NewOutput(&stdout, &stderr, "json", true)
 	o.now = func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 678e6, time.UTC) }
-	w := o.Writer("web.1", "stderr")
+	w := o.lineWriter("web.1", "stderr")
 	lines := []string{"plain", `quote " back \ slash`, "tab\tbell\x07del\x7f", "caf\xc3\xa9 \xff invalid", "\u2028 sep", ""}
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
@@ -159,7 +159,7 @@ func TestOutputJSON(t *testing.T) {
 func TestOutputLongLines(t *testing.T) {
 	var stdout lockedBuffer
 	o := NewOutput(&stdout, &stdout, "text", false)
-	w := o.Writer("web.1", "stdout")
+	w := o.lineWriter("web.1", "stdout")
 	// 150 KiB without a newline, in odd pieces, with a 3-byte rune
 	// straddling the first cut.
 	long := strings.Repeat("a", MaxLine-1) + "€" + strings.Repeat("b", 150<<10-MaxLine-2)
@@ -193,24 +193,6 @@ func TestOutputLongLines(t *testing.T) {
 	stdout.check(t)
 }
 
-func TestOutputIdleFlush(t *testing.T) {
-	var stdout lockedBuffer
-	o := NewOutput(&stdout, &stdout, "text", false)
-	w := o.Writer("web.1", "stdout")
-	defer w.Close()
-	w.Write([]byte("Password: "))
-	deadline := time.Now().Add(10 * time.Second)
-	for stdout.String() == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("partial line not written after the idle delay")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got, want := stdout.String(), "web.1 | Password: \n"; got != want {
-		t.Errorf("got %q, want %q", got, want)
-	}
-}
-
 // TestOutputConcurrent writes from many goroutines, in random chunks, and
 // checks that every line arrives whole.
 func TestOutputConcurrent(t *testing.T) {
@@ -219,7 +201,7 @@ func TestOutputConcurrent(t *testing.T) {
 	const writers, lines = 8, 2000
 	var wg sync.WaitGroup
 	for i := range writers {
-		w := o.Writer(fmt.Sprintf("p.%d", i), "stdout")
+		w := o.lineWriter(fmt.Sprintf("p.%d", i), "stdout")
 		wg.Go(func() {
 			defer w.Close()
 			var b bytes.Buffer
@@ -256,7 +238,7 @@ func TestOutputConcurrent(t *testing.T) {
 func BenchmarkOutput(b *testing.B) {
 	var sink countWriter
 	o := NewOutput(&sink, &sink, "text", false)
-	w := o.Writer("web.1", "stdout")
+	w := o.lineWriter("web.1", "stdout")
 	chunk := bytes.Repeat([]byte("GET /api/items?page=2 HTTP/1.1 200 1234 0.003\n"), 700)
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {

@@ -25,7 +25,7 @@ type Reaper struct {
 	log     *slog.Logger
 	ctx     context.Context
 	poke    chan struct{}
-	orphans atomic.Int64
+	orphans atomic.Int64 // reaped, not started by Start; read by the tests
 
 	mu    sync.Mutex
 	exits map[int]chan Exit
@@ -87,22 +87,6 @@ func (r *Reaper) Wait(cmd *exec.Cmd, exits <-chan Exit) Exit {
 	e := <-exits
 	_ = cmd.Wait()
 	return e
-}
-
-// Orphans is the number of processes reaped that were not started by Start.
-func (r *Reaper) Orphans() int64 {
-	return r.orphans.Load()
-}
-
-// Empty returns nil once this process has no child left at all, or the
-// error of ctx when it is done first.
-func (r *Reaper) Empty(ctx context.Context) error {
-	select {
-	case <-r.emptied():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // emptied returns a channel closed once no child is left, and makes the

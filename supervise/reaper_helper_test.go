@@ -58,7 +58,10 @@ func TestPID1Child(t *testing.T) {
 // pid1Main is what cmd/entry does around Run, plus knobs for the tests.
 func pid1Main(args []string) int {
 	sigs := make(chan os.Signal, 2048)
-	signal.Notify(sigs)
+	if err := Notify(sigs); err != nil {
+		fmt.Fprintln(os.Stderr, "notify:", err)
+		return 1
+	}
 	chld := make(chan os.Signal, 2048)
 	signal.Notify(chld, syscall.SIGCHLD)
 
@@ -101,7 +104,7 @@ func pid1Main(args []string) int {
 	if *release != "" {
 		cmd := exec.Command("/bin/sh", "-c", *release)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		res, err := Run(ctx, r, cmd, sigs, policy, log)
+		res, err := Run(ctx, r, cmd, sigs, RunOptions{Stop: policy, Log: log})
 		if err != nil || res.Exit.Status() != 0 {
 			log.Error("release failed", "exit", res.Exit.String(), "err", err)
 			return 1
@@ -118,7 +121,7 @@ func pid1Main(args []string) int {
 			stop()
 		}()
 	}
-	res, err := Run(runCtx, r, cmd, sigs, policy, log)
+	res, err := Run(runCtx, r, cmd, sigs, RunOptions{Stop: policy, Log: log})
 	var se *StartError
 	if errors.As(err, &se) {
 		log.Error("cannot start", "err", err)
@@ -128,8 +131,8 @@ func pid1Main(args []string) int {
 		log.Error("run", "err", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "result status=%d stop=%v orphans=%d zombies=%d\n",
-		res.Exit.Status(), res.StopSignal, r.Orphans(), zombies())
+	fmt.Fprintf(os.Stderr, "result status=%d stop=%v orphans=%d zombies=%d pidfds=%d\n",
+		res.Exit.Status(), res.StopSignal, r.orphansReaped(), zombies(), pidfds())
 	return res.Exit.Status()
 }
 
@@ -184,10 +187,10 @@ func stressMain(ctx context.Context, r *Reaper, n int) int {
 	wg.Wait()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := r.Empty(ctx); err != nil {
+	if err := r.waitEmpty(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "empty:", err)
 	}
-	fmt.Fprintf(os.Stderr, "stress children=%d lost=%d orphans=%d zombies=%d\n", n, lost.Load(), r.Orphans(), zombies())
+	fmt.Fprintf(os.Stderr, "stress children=%d lost=%d orphans=%d zombies=%d\n", n, lost.Load(), r.orphansReaped(), zombies())
 	return 0
 }
 
@@ -362,7 +365,7 @@ func start(t *testing.T, argv ...string) *process {
 	return p
 }
 
-func mustDescendants(pid int) []proc {
+func mustDescendants(pid int) []procStat {
 	ps, _ := descendants(pid)
 	return ps
 }

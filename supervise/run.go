@@ -28,6 +28,17 @@ type Result struct {
 	StopSignal os.Signal
 }
 
+// RunOptions configures Run. Output, when set and in JSON mode, receives
+// the main process's stdout and stderr as records named Name, unless its
+// stdin is a terminal (an interactive program needs the terminal itself).
+// Otherwise the main process writes to cmd.Stdout and cmd.Stderr directly.
+type RunOptions struct {
+	Stop   StopPolicy
+	Log    *slog.Logger
+	Output *Output
+	Name   string
+}
+
 // StartError is a main process that could not be started. Status is the
 // exit status a shell (and tini) gives for it.
 type StartError struct {
@@ -55,28 +66,46 @@ const killGrace = 5 * time.Second
 // Run runs cmd as the single main process until it and everything it left
 // behind are gone.
 //
-// Every signal read from sigs goes to the main process through its pidfd,
-// except those forwardable rejects; SIGTERM becomes stop.Signal. TERM, INT
-// and QUIT, or the end of ctx (which sends stop.Signal), start the stop: the
-// main process has stop.Timeout to exit, then gets SIGKILL. Once it has
+// Every signal read from sigs that Classify forwards goes to the main
+// process through its pidfd; SIGTERM becomes opt.Stop.Signal. A stop signal,
+// or the end of ctx (which sends opt.Stop.Signal), starts the stop: the main
+// process has opt.Stop.Timeout to exit, then gets SIGKILL. Once it has
 // exited, whatever it left behind gets SIGTERM and then SIGKILL when the
-// deadline passes: stop.Timeout after the stop request or after the exit,
+// deadline passes: the timeout after the stop request or after the exit,
 // whichever came first. Run returns as soon as no child is left.
+//
+// When stdin is entry's controlling terminal, the main process's group gets
+// the terminal's foreground while it runs, and entry takes it back when it
+// exits, so that Ctrl-C reaches whoever runs next.
 //
 // The main process must be entry's only child: anything else below entry
 // counts as left behind by it. Its status is always returned, whatever
 // happens to the rest. A start failure is a *StartError.
-func Run(ctx context.Context, r *Reaper, cmd *exec.Cmd, sigs <-chan os.Signal, stop StopPolicy, log *slog.Logger) (Result, error) {
+func Run(ctx context.Context, r *Reaper, cmd *exec.Cmd, sigs <-chan os.Signal, opt RunOptions) (Result, error) {
+	stop, log := opt.Stop, opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if stop.Signal == 0 {
 		stop.Signal = syscall.SIGTERM
+	}
+	pipes, err := opt.Output.wrap(cmd, opt.Name)
+	if err != nil {
+		log.Warn("cannot make a pipe for the output: writing it directly", "err", err)
 	}
 	tty := isolate(cmd)
 	exits, err := r.Start(cmd)
 	if err != nil {
+		for _, p := range pipes {
+			p.abandon()
+		}
 		return Result{}, &StartError{Path: cmd.Path, Err: err}
 	}
+	for _, p := range pipes {
+		p.started()
+	}
 	p := cmd.Process
-	log.Debug("started main process", "pid", p.Pid, "foreground", tty)
+	log.Debug("started main process", "pid", p.Pid, "foreground", tty != nil)
 
 	var (
 		res    Result
@@ -100,15 +129,17 @@ wait:
 		case res.Exit = <-exits:
 			break wait
 		case s := <-sigs:
-			if !forwardable(s) {
+			sig, _ := s.(syscall.Signal)
+			switch Classify(s, true) {
+			case Ignore:
 				continue
+			case Stop:
+				if stopAt.IsZero() {
+					res.StopSignal = s
+					begin(translate(sig, stop.Signal), "received "+SignalName(sig))
+				}
 			}
-			sig := translate(s.(syscall.Signal), stop.Signal)
-			if stopping(s) && stopAt.IsZero() {
-				res.StopSignal = s
-				begin(sig, "received "+SignalName(s.(syscall.Signal)))
-			}
-			send(sig)
+			send(translate(sig, stop.Signal))
 		case <-done:
 			done = nil
 			if stopAt.IsZero() {
@@ -122,15 +153,22 @@ wait:
 		}
 	}
 	log.Debug("main process exited", "pid", p.Pid, "exit", res.Exit.String())
+	tty.reclaim(p.Pid, log)
 
 	first := time.Now()
 	if !stopAt.IsZero() {
 		first = stopAt
 	}
 	cleanup(r, sigs, &res, first.Add(stop.Timeout), log)
-	// Only to let os/exec copy the last output and close its pipes: the
-	// status is already known, so its ECHILD is expected.
+	// Only to let os/exec close its side: the status is already known, so
+	// its ECHILD is expected. Release closes the pidfd now rather than at
+	// the next garbage collection.
 	_ = cmd.Wait()
+	_ = p.Release()
+	deadline := time.Now().Add(waitDelay)
+	for _, p := range pipes {
+		p.drain(deadline)
+	}
 	return res, nil
 }
 
@@ -140,10 +178,12 @@ wait:
 // is still recorded.
 func cleanup(r *Reaper, sigs <-chan os.Signal, res *Result, deadline time.Time, log *slog.Logger) {
 	note := func(s os.Signal) {
-		if stopping(s) && res.StopSignal == nil {
-			res.StopSignal = s
-		}
-		if forwardable(s) {
+		switch Classify(s, true) {
+		case Stop:
+			if res.StopSignal == nil {
+				res.StopSignal = s
+			}
+		case Forward:
 			log.Debug("main process gone, signal dropped", "signal", s)
 		}
 	}

@@ -260,7 +260,7 @@ func TestReaperStress(t *testing.T) {
 func TestSubreaperUnderTini(t *testing.T) {
 	t.Parallel()
 	p := start(t, namespaced(append([]string{"tini", "--"}, pid1Argv(nil, child("orphans", "50")...)...)...)...)
-	m := p.expect(`^result status=(\d+) stop=\S+ orphans=(\d+) zombies=(\d+)$`, 20*time.Second)
+	m := p.expect(`^result status=(\d+) stop=\S+ orphans=(\d+) zombies=(\d+) pidfds=\d+$`, 20*time.Second)
 	if m[1] != "0" || m[2] != "50" || m[3] != "0" {
 		t.Errorf("status=%s orphans=%s zombies=%s, want 0, 50, 0; output:\n%s", m[1], m[2], m[3], p.output())
 	}

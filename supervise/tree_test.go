@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -64,7 +65,7 @@ func TestDescendants(t *testing.T) {
 	}
 }
 
-func TestParentOfOddName(t *testing.T) {
+func TestReadStatOddName(t *testing.T) {
 	t.Parallel()
 	// A command name with spaces and parentheses must not shift the fields.
 	dir := t.TempDir()
@@ -80,7 +81,8 @@ func TestParentOfOddName(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	if got, ok := parentOf(cmd.Process.Pid); !ok || got != os.Getpid() {
-		t.Errorf("parentOf(%d) = %d, %v; want %d, true", cmd.Process.Pid, got, ok, os.Getpid())
+	st, ok := readStat(cmd.Process.Pid)
+	if !ok || st.ppid != os.Getpid() || st.pgrp != syscall.Getpgrp() || st.start == 0 {
+		t.Errorf("readStat(%d) = %+v, %v; want ppid %d, pgrp %d, a start time", cmd.Process.Pid, st, ok, os.Getpid(), syscall.Getpgrp())
 	}
 }

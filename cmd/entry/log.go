@@ -10,24 +10,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info", "":
-		return slog.LevelInfo, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("want debug, info, warn or error, got %q", s)
-}
-
-// newLogger builds entry's own logger. Text lines start with "entry | " so they stand apart
-// from the children's "web.1 | " lines; JSON records carry "logger":"entry".
+// newLogger builds entry's own logger on w, the Output's writer for entry's records
+// (supervise.Output.Entry), which owns the "entry | " prefix in text mode, as it owns the
+// children's "web.1 | ". JSON records carry "logger":"entry".
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	if format == "json" {
 		h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDuration})
@@ -36,8 +24,10 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(&textHandler{w: w, level: level, mu: new(sync.Mutex)})
 }
 
-// textHandler writes "entry | msg key=value ..." with no timestamp: docker and kubectl
-// add their own, and a second one only widens every line.
+// textHandler writes "msg key=value ..." with no timestamp: docker and kubectl add their
+// own, and a second one only widens every line. One record is one line: control characters
+// in the message or a value (a driver's multi-line error, a NUL or CR from a server or a
+// URL) are escaped, never written raw.
 type textHandler struct {
 	w     io.Writer
 	level slog.Level
@@ -50,7 +40,6 @@ func (h *textHandler) Enabled(_ context.Context, l slog.Level) bool { return l >
 
 func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	var b bytes.Buffer
-	b.WriteString("entry | ")
 	switch {
 	case r.Level >= slog.LevelError:
 		b.WriteString("error: ")
@@ -59,7 +48,7 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	case r.Level < slog.LevelInfo:
 		b.WriteString("debug: ")
 	}
-	b.WriteString(r.Message)
+	b.WriteString(escape(r.Message))
 	for _, a := range h.attrs {
 		writeAttr(&b, h.group, a)
 	}
@@ -95,10 +84,37 @@ func writeAttr(b *bytes.Buffer, group string, a slog.Attr) {
 	default:
 		v = a.Value.String()
 	}
-	if v == "" || strings.ContainsAny(v, " \t\"=\n") {
+	if v == "" || strings.ContainsAny(v, " \"=") || escape(v) != v {
 		v = strconv.Quote(v)
 	}
 	b.WriteString(v)
+}
+
+// escape writes control characters (C0, DEL, C1), invalid UTF-8 and the Unicode line
+// separators as Go escapes, so that what a server or a URL holds can neither end a log
+// line, nor rewrite it on a terminal, nor break a log pipeline's decoding.
+func escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 || r == '\u2028' || r == '\u2029':
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 func join(group, key string) string {

@@ -43,7 +43,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 				l.Release(context.Background())
 			}
 			e.log.Info("stopped while waiting for the release lock", "signal", supervise.SignalName(s))
-			return 128 + int(s), false
+			return supervise.Status(s), false
 		}
 		if err != nil {
 			e.log.Error(err.Error())
@@ -58,7 +58,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	rctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
 	status, err := release.Run(rctx, lock, e.plan.Release.Steps, func(ctx context.Context, s release.Step) (int, error) {
-		res, st, err := e.runMain(ctx, reaper, sigs, e.command(s.Command))
+		res, st, err := e.runMain(ctx, reaper, sigs, s.Name, e.command(s.Command))
 		if err == nil && res.StopSignal != nil {
 			stopped = &st
 			abort(errStopped) // no further step starts

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -85,7 +86,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	}
 	p, err := plan.Build(environ, mode)
 	if err != nil {
-		log := newLogger(stderr, "text", slog.LevelInfo)
+		log := newLogger(supervise.NewOutput(stdout, stderr, "text", false).Entry(), "text", slog.LevelInfo)
 		var errs *plan.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs.List {
@@ -134,7 +135,9 @@ func (e *entry) main(ctx context.Context, inv invocation) int {
 	sigs := make(chan os.Signal, 2048)
 	// No signal.Stop: the process exits right after main returns, and unsubscribing some
 	// sixty signals one by one would only delay that exit.
-	signal.Notify(sigs, forwardable()...)
+	if err := supervise.Notify(sigs); err != nil {
+		e.log.Warn("some signals cannot be forwarded", "err", err)
+	}
 	if inv.verb == "wait" {
 		return e.wait(ctx, sigs)
 	}
@@ -194,7 +197,7 @@ func (e *entry) serveHealth(addr string) (func(), error) {
 func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = e.environ
-	res, status, err := e.runMain(ctx, reaper, sigs, cmd)
+	res, status, err := e.runMain(ctx, reaper, sigs, filepath.Base(argv[0]), cmd)
 	if err != nil {
 		e.log.Error(err.Error(), "status", status)
 		return status
@@ -203,11 +206,17 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 	return status
 }
 
-// runMain runs cmd as the main process (a release step, or CMD) on entry's own stdio. status
-// is what entry reports for it: its exit status, 126/127 when it could not be started.
-func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, cmd *exec.Cmd) (res supervise.Result, status int, err error) {
+// runMain runs cmd as the main process (a release step, or CMD) on entry's own stdio; name
+// labels its lines where they are wrapped (JSON mode). status is what entry reports for it:
+// its exit status, 126/127 when it could not be started.
+func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, name string, cmd *exec.Cmd) (res supervise.Result, status int, err error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.plan.Stop.Signal, Timeout: e.plan.Stop.Timeout}, e.log)
+	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.RunOptions{
+		Stop:   supervise.StopPolicy{Signal: e.plan.Stop.Signal, Timeout: e.plan.Stop.Timeout},
+		Log:    e.log,
+		Output: e.out,
+		Name:   name,
+	})
 	if se := (*supervise.StartError)(nil); errors.As(err, &se) {
 		return res, se.Status(), err
 	} else if err != nil {

@@ -40,7 +40,7 @@ func (e *entry) wait(ctx context.Context, sigs <-chan os.Signal) int {
 	err := readiness.Wait(wctx, checks, opt)
 	if s := stop(); s != 0 {
 		e.log.Info("stopped while waiting", "signal", supervise.SignalName(s))
-		return 128 + int(s)
+		return supervise.Status(s)
 	}
 	if err == nil {
 		return 0

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,7 +16,7 @@ import (
 	"github.com/entry-dev/entry/procfile"
 	"github.com/entry-dev/entry/readiness"
 	"github.com/entry-dev/entry/release"
-	"golang.org/x/sys/unix"
+	"github.com/entry-dev/entry/supervise"
 )
 
 // Plan is everything one run of entry will do, resolved and validated before anything starts.
@@ -159,7 +158,7 @@ func Build(environ []string, mode Mode) (*Plan, error) {
 		}
 	}
 	p.Stop = Stop{Timeout: s.StopTimeout}
-	if p.Stop.Signal, err = parseSignal(s.StopSignal); err != nil {
+	if p.Stop.Signal, err = supervise.ParseStopSignal(s.StopSignal); err != nil {
 		b.errs.add("ENTRY_STOP_SIGNAL", "%v", err)
 	}
 	typeSignals := b.typeSignals()
@@ -308,7 +307,7 @@ func (b *builder) typeSignals() map[string]syscall.Signal {
 		if !ok || v == "" {
 			continue
 		}
-		sig, err := parseSignal(v)
+		sig, err := supervise.ParseStopSignal(v)
 		if err != nil {
 			b.errs.add(name, "%v", err)
 			continue
@@ -524,37 +523,6 @@ func parseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("want debug, info, warn or error, got %q", s)
-}
-
-// parseSignal reads a stop signal: a name with or without SIG, or a number.
-func parseSignal(s string) (syscall.Signal, error) {
-	s = strings.ToUpper(strings.TrimSpace(s))
-	var sig syscall.Signal
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("invalid signal number %d", n)
-		}
-		sig = syscall.Signal(n)
-	} else {
-		if !strings.HasPrefix(s, "SIG") {
-			s = "SIG" + s
-		}
-		if sig = unix.SignalNum(s); sig == 0 {
-			return 0, fmt.Errorf("unknown signal %q", strings.TrimPrefix(s, "SIG"))
-		}
-	}
-	switch sig {
-	case unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG:
-		return 0, fmt.Errorf("%s cannot be a stop signal", signalName(sig))
-	}
-	return sig, nil
-}
-
-func signalName(sig syscall.Signal) string {
-	if n := unix.SignalName(sig); n != "" {
-		return n
-	}
-	return fmt.Sprintf("signal %d", int(sig))
 }
 
 func checkListenAddr(addr string) error {

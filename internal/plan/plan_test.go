@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"github.com/entry-dev/entry/supervise"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -290,7 +291,7 @@ func TestProcesses(t *testing.T) {
 	}
 	var got []string
 	for _, pr := range p.Processes {
-		got = append(got, pr.Name+" "+strings.Join(pr.Argv, ",")+" "+signalName(pr.Stop))
+		got = append(got, pr.Name+" "+strings.Join(pr.Argv, ",")+" "+supervise.SignalName(pr.Stop))
 	}
 	want := "web.1 gunicorn,app SIGTERM|web.2 gunicorn,app SIGTERM|beat-x.1 celery,beat SIGINT"
 	if strings.Join(got, "|") != want {

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/entry-dev/entry/internal/redact"
+	"github.com/entry-dev/entry/supervise"
 )
 
 // Print writes the plan as `entry config` shows it: what each phase will do, secrets
@@ -58,10 +59,10 @@ func (p *Plan) Print(w io.Writer) {
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, pr := range p.Processes {
-		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, escape(redact.Command(pr.Command, p.Secrets...), 0), signalName(pr.Stop))
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, escape(redact.Command(pr.Command, p.Secrets...), 0), supervise.SignalName(pr.Stop))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", signalName(p.Stop.Signal), p.Stop.Timeout)
+	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", supervise.SignalName(p.Stop.Signal), p.Stop.Timeout)
 	fmt.Fprintf(w, "restart: %s, crash loop after %d restarts within %s\n", p.Restart.Policy, p.Restart.Limit, p.Restart.Window)
 	health := "off"
 	if p.HealthAddr != "" {
