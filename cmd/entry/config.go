@@ -102,6 +102,9 @@ func unknownVars(environ []string) []string {
 	var s spec
 	_ = envconfig.Usagef("entry", &s, &keys, "{{range .}}{{usage_key .}}\n{{end}}")
 	known := map[string]bool{"ENTRY_WAIT_FILE": true}
+	for _, v := range opsVars {
+		known[v[0]] = true
+	}
 	for _, k := range strings.Fields(keys.String()) {
 		known[k] = true
 	}

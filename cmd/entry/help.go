@@ -39,7 +39,7 @@ Environment (default in the second column):
 	var s spec
 	// helpTemplate is a constant and spec a struct: Usagef cannot fail here.
 	_ = envconfig.Usagef("entry", &s, tw, helpTemplate)
-	for _, v := range appVars {
+	for _, v := range append(appVars, opsVars...) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v[0], v[1], v[2])
 	}
 	tw.Flush()

@@ -101,6 +101,7 @@ func (e *entry) procfile(ctx context.Context, reaper *supervise.Reaper, sigs <-c
 			Group: group,
 		})
 	}
+	e.out.KeepLines(e.ops.incidents)
 	return supervise.RunGroup(ctx, reaper, procs, sigs, supervise.GroupOptions{
 		Restart: supervise.Restart{
 			Policy: e.cfg.Restart,
@@ -111,6 +112,7 @@ func (e *entry) procfile(ctx context.Context, reaper *supervise.Reaper, sigs <-c
 		Output:      e.out,
 		Health:      e.health,
 		Log:         e.log,
+		Incidents:   e.ops.incidents,
 	})
 }
 

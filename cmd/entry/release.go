@@ -61,6 +61,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 		}
 		if err != nil {
 			e.log.Error(err.Error())
+			e.ops.releaseFailed("", exitUnavailable, err)
 			return exitUnavailable, false
 		}
 		lock = l
@@ -71,8 +72,10 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	var stopped *int
 	rctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
+	var step string // the last step started, named in a report
 	status, err := release.Run(rctx, lock, steps, func(ctx context.Context, s release.Step) (int, error) {
-		res, st, err := e.runMain(ctx, reaper, sigs, command(s.Command))
+		step = s.Name
+		res, st, err := e.runMain(ctx, reaper, sigs, e.tee(command(s.Command), s.Name))
 		if err == nil && res.StopSignal != nil {
 			stopped = &st
 			abort(errStopped) // no further step starts
@@ -88,6 +91,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	}
 	if status != 0 {
 		e.log.Error("release failed: no process is started", "status", status)
+		e.ops.releaseFailed(step, status, err)
 	}
 	return status, status == 0
 }

@@ -34,6 +34,7 @@ const usage = `usage: entry [--] CMD [ARG...]   wait, release, then run CMD as t
        entry wait                wait for the dependencies, then exit 0
        entry check               probe each dependency once and print a table
        entry config              print the resolved plan, secrets redacted
+       entry health              exit 0 if this container's entry is ready (ENTRY_HEALTH_ADDR)
        entry version | help
 `
 
@@ -52,7 +53,7 @@ func parseArgs(args []string) (invocation, error) {
 			return invocation{}, errors.New("'--' must be followed by a command")
 		}
 		return invocation{verb: "run", argv: args[1:]}, nil
-	case "wait", "check", "config", "version", "help":
+	case "wait", "check", "config", "version", "help", "health":
 		if len(args) > 1 && a != "help" {
 			return invocation{}, fmt.Errorf("%s takes no arguments (to run a program called %s, use entry -- %s)", a, a, a)
 		}
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "help":
 		printHelp(stdout)
 		return 0
+	case "health":
+		return health(ctx, getenv, stdout, stderr)
 	}
 	c, err := loadConfig(getenv)
 	if err != nil {
@@ -95,6 +98,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(out.Entry(), c.LogFormat, level)
 	for _, w := range c.warnings {
 		log.Warn(w)
+	}
+	ops, err := parseOps(getenv)
+	if err != nil {
+		log.Error(err.Error())
+		return exitConfig
 	}
 
 	var procs []procfile.Entry
@@ -124,6 +132,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return check(ctx, stdout, c, checks)
 	}
 	e := &entry{cfg: c, log: log, getenv: getenv, stdout: stdout, stderr: stderr, out: out}
+	if status := e.startOps(ops); status != 0 {
+		return status
+	}
+	defer e.ops.flush()
 	return e.main(ctx, inv, procs, checks)
 }
 
@@ -135,6 +147,7 @@ type entry struct {
 	stdout, stderr io.Writer
 	out            *supervise.Output
 	health         *supervise.Health
+	ops            *opsRun // reports and death causes (ops.go)
 }
 
 func (e *entry) main(ctx context.Context, inv invocation, procs []procfile.Entry, checks []readiness.Checker) int {
@@ -258,11 +271,13 @@ func (e *entry) serveHealth(addr string) (func(), error) {
 }
 
 func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, argv []string) int {
+	mark := e.ops.mark()
 	res, status, err := e.runMain(ctx, reaper, sigs, exec.Command(argv[0], argv[1:]...))
 	if err != nil {
 		e.log.Error(err.Error(), "status", status)
 		return status
 	}
+	res.Exit = e.ops.mainExited(argv[0], res.Exit, res.StopSignal != nil, mark)
 	e.log.Info(fmt.Sprintf("%s %s: exiting with status %d", argv[0], res.Exit, status))
 	return status
 }
@@ -270,7 +285,9 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 // runMain runs cmd as the main process (a release step, or CMD) on entry's own stdio. status
 // is what entry reports for it: its exit status, 126/127 when it could not be started.
 func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, cmd *exec.Cmd) (res supervise.Result, status int, err error) {
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	if cmd.Stdout == nil { // else tee'd (ops.go)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	}
 	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.StopPolicy{Signal: e.cfg.stop, Timeout: e.cfg.StopTimeout}, e.log)
 	if se := (*supervise.StartError)(nil); errors.As(err, &se) {
 		return res, se.Status(), err
