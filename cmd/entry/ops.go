@@ -180,14 +180,21 @@ func (o *opsRun) flush() {
 	}
 }
 
-// dependencyFailed reports a wait that ended in 69.
-func (o *opsRun) dependencyFailed(err error) {
+// dependencyFailed reports a wait that ended in 69. A refusal names its dependency first,
+// as its checker shows it (password masked): that is the event's process.
+func (o *opsRun) dependencyFailed(err error, deps []dependency) {
 	if o == nil {
 		return
 	}
-	ev := report.Event{Kind: report.KindDependency, Phase: "wait", Cause: err.Error(), Status: exitUnavailable}
+	ev := report.Event{Kind: report.KindDependency, Phase: "wait", Cause: err.Error(), Status: exitUnavailable,
+		Tags: map[string]string{"refused": "timeout"}}
 	if perm := (*readiness.PermanentError)(nil); errors.As(err, &perm) {
-		ev.Tags = map[string]string{"refused": "permanent"}
+		ev.Tags["refused"] = "permanent"
+		for _, d := range deps {
+			if strings.HasPrefix(ev.Cause, d.target+":") {
+				ev.Process = d.target
+			}
+		}
 	}
 	o.reporter.Incident(ev)
 }

@@ -43,7 +43,7 @@ func (e *entry) wait(ctx context.Context, sigs <-chan os.Signal, checks []readin
 	}
 	// A *readiness.PermanentError's text already carries its hint.
 	e.log.Error(err.Error())
-	e.ops.dependencyFailed(err)
+	e.ops.dependencyFailed(err, e.cfg.deps)
 	return exitUnavailable
 }
 
