@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // User is who entry becomes.
@@ -221,6 +223,12 @@ func Drop(u User) error {
 	}
 	if os.Getuid() != u.UID || os.Geteuid() != u.UID {
 		return fmt.Errorf("still uid %d after setuid %d", os.Geteuid(), u.UID)
+	}
+	// A change of credentials makes the process undumpable: its /proc files
+	// then belong to root, and ps, docker top or a debugger run as the user
+	// cannot see it. With every privilege gone there is nothing to protect.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl PR_SET_DUMPABLE: %w", err)
 	}
 	return nil
 }
