@@ -396,3 +396,18 @@ func TestHealthCommand(t *testing.T) {
 	n.signal(syscall.SIGTERM)
 	n.wait(10 * time.Second)
 }
+
+// TestSentryMainKilled: the main process dies of a SIGKILL nobody inside sent; no memory
+// cgroup kill was recorded, so the cause is unknown, and said so.
+func TestSentryMainKilled(t *testing.T) {
+	srv := reporttest.New(t)
+	r := runEntry(t, 30*time.Second, []string{"SENTRY_DSN=" + srv.DSN()}, "--", "sh", "-c", "kill -9 $$")
+	if r.status != 137 {
+		t.Fatalf("status %d, want 137\n%s", r.status, r.output())
+	}
+	const cause = "killed by SIGKILL: cause unknown: not sent by entry"
+	if !strings.Contains(r.stderr, cause) {
+		t.Errorf("the log does not say %q\n%s", cause, r.output())
+	}
+	opsOneEvent(t, srv, r.output(), "killed", "sh", []string{cause})
+}
