@@ -243,15 +243,19 @@ func (o *opsRun) mark() supervise.OOMMark {
 }
 
 // mainExited explains and reports the main process's death by a signal entry did not
-// send; stopped tells that entry was asked to stop, and so sent the signal itself.
-func (o *opsRun) mainExited(name string, x supervise.Exit, stopped bool, mark supervise.OOMMark) supervise.Exit {
+// send; stopped tells that entry was asked to stop, and so sent the signal itself. It
+// returns the cause as log attributes, none when there is nothing to explain.
+func (o *opsRun) mainExited(name string, x supervise.Exit, stopped bool, mark supervise.OOMMark) []any {
 	if o == nil || stopped {
-		return x
+		return nil
 	}
 	x.Cause = o.incidents.OOM.DeathCause(x, mark)
 	if x.Signal != 0 || strings.HasPrefix(x.Cause, "OOM-killed") {
 		o.reporter.Incident(report.Event{Kind: report.KindKilled, Phase: "running", Process: name,
 			Cause: name + " " + x.String(), Status: x.Status()})
 	}
-	return x
+	if x.Cause == "" {
+		return nil
+	}
+	return []any{"cause", x.Cause}
 }

@@ -277,8 +277,8 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 		e.log.Error(err.Error(), "status", status)
 		return status
 	}
-	res.Exit = e.ops.mainExited(argv[0], res.Exit, res.StopSignal != nil, mark)
-	e.log.Info(fmt.Sprintf("%s %s: exiting with status %d", argv[0], res.Exit, status))
+	cause := e.ops.mainExited(argv[0], res.Exit, res.StopSignal != nil, mark)
+	e.log.Info(fmt.Sprintf("%s %s: exiting with status %d", argv[0], res.Exit, status), cause...)
 	return status
 }
 
