@@ -177,7 +177,7 @@ func TestSentryDown(t *testing.T) {
 // written to to move it in; it is removed at the end of the test.
 func opsCgroup(t *testing.T, limit int64) string {
 	t.Helper()
-	name := fmt.Sprintf("entry-oom-%d", os.Getpid())
+	name := fmt.Sprintf("entry-oom-%d-%s", os.Getpid(), t.Name())
 	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
 		dir := filepath.Join("/sys/fs/cgroup/memory", name)
 		if err := os.Mkdir(dir, 0o755); err != nil {
@@ -409,4 +409,45 @@ func TestSentryMainKilled(t *testing.T) {
 		t.Errorf("the log does not give the cause\n%s", r.output())
 	}
 	opsOneEvent(t, srv, r.output(), "killed", "sh", []string{"killed by SIGKILL: cause unknown: not sent by entry"})
+}
+
+// TestOOMKilledDescendant: a worker below a process that lives on (as gunicorn's master
+// replaces its workers) is OOM-killed; entry sees no exit but the cgroup's count, and says so.
+func TestOOMKilledDescendant(t *testing.T) {
+	srv := reporttest.New(t)
+	procs := opsCgroup(t, 64<<20)
+	dir := t.TempDir()
+	procfile := filepath.Join(dir, "Procfile")
+	os.WriteFile(procfile, []byte("master: sh -c 'python3 -c \"x = bytearray(200 << 20)\"; echo worker lost; sleep 60'\n"), 0o644)
+	cmd := exec.Command("sh", "-c", `echo $$ > "$0" && exec "$@"`, procs, entryBin)
+	cmd.Env = cleanEnv("SENTRY_DSN="+srv.DSN(), "ENTRY_PROCFILE="+procfile)
+	out := &proctest.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	const want = "the kernel OOM-killed 1 process(es) below entry's own (memory limit 64 MiB)"
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log\n%s", want, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("entry did not stop\n%s", out)
+	}
+	evs := srv.Events()
+	if len(evs) != 1 || !strings.Contains(evs[0].Text(), "OOM-killed") || evs[0].Tag("process") != "(descendant)" {
+		t.Errorf("events: %v\n%s", evs, out)
+	}
 }

@@ -2,9 +2,11 @@ package supervise
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Incident kinds.
@@ -34,6 +36,7 @@ type Incidents struct {
 
 	mu    sync.Mutex
 	procs map[string]*record
+	seen  uint64 // OOM kills explained by an exit or reported by Watch
 }
 
 // keptExits and keptLines bound the history of each process.
@@ -81,7 +84,7 @@ func (in *Incidents) exited(name string, e Exit, sent bool) Exit {
 	in.mu.Lock()
 	r := in.rec(name)
 	if !sent {
-		e.Cause = in.OOM.DeathCause(e, r.mark)
+		e.Cause = in.explain(e, r.mark)
 	}
 	r.exits = append(r.exits, e)
 	if len(r.exits) > keptExits {
@@ -92,6 +95,65 @@ func (in *Incidents) exited(name string, e Exit, sent bool) Exit {
 		in.report(IncidentKilled, name, e, name+" "+e.String())
 	}
 	return e
+}
+
+// Explain is OOMWatch.DeathCause for an exit outside a group (the main process, a
+// release step), so that Watch does not report its kill a second time.
+func (in *Incidents) Explain(e Exit, m OOMMark) string {
+	if in == nil {
+		return ""
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.explain(e, m)
+}
+
+func (in *Incidents) explain(e Exit, m OOMMark) string {
+	why := in.OOM.DeathCause(e, m)
+	if strings.HasPrefix(why, "OOM-killed") {
+		in.seen = max(in.seen, in.OOM.Snapshot().kills)
+	}
+	return why
+}
+
+// Watch reads the OOM-kill count every interval until ctx ends. Kills that no exit
+// explains within settle are a descendant's (a gunicorn or celery worker, whose master
+// entry sees survive): f gets how many, and the memory limit. settle must exceed the
+// time an exit takes to be reported (its output is drained first).
+func (in *Incidents) Watch(ctx context.Context, interval, settle time.Duration, f func(kills uint64, limit int64)) {
+	if in == nil || in.OOM == nil {
+		return
+	}
+	in.mu.Lock()
+	in.seen = max(in.seen, in.OOM.Snapshot().kills)
+	in.mu.Unlock()
+	var since time.Time // when unexplained kills were first seen
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			m := in.OOM.Snapshot()
+			in.mu.Lock()
+			n := m.kills - min(m.kills, in.seen)
+			due := false
+			switch {
+			case !m.ok || n == 0:
+				since = time.Time{}
+			case since.IsZero():
+				since = now
+			case now.Sub(since) >= settle:
+				in.seen, since, due = m.kills, time.Time{}, true
+			}
+			in.mu.Unlock()
+			if due {
+				_, limit := in.OOM.KilledSince(OOMMark{kills: m.kills - n, ok: true})
+				f(n, limit)
+			}
+		}
+	}
 }
 
 // crashLoop reports the crash loop that stops the group.

@@ -1,12 +1,14 @@
 package supervise
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func write(t *testing.T, path, text string) {
@@ -173,5 +175,54 @@ func TestIncidentsExplainAndReport(t *testing.T) {
 	none.started("x")
 	if e := none.exited("x", Exit{Signal: syscall.SIGKILL}, false); e.Cause != "" {
 		t.Errorf("nil Incidents explained %s", e)
+	}
+}
+
+// TestIncidentsWatch: a kill that an exit explains is not reported again; one that none
+// explains within the settle time is reported once.
+func TestIncidentsWatch(t *testing.T) {
+	mnt := t.TempDir()
+	dir := filepath.Join(mnt, "memory")
+	write(t, filepath.Join(dir, "memory.oom_control"), v1Control(0))
+	write(t, filepath.Join(dir, "memory.limit_in_bytes"), "33554432\n")
+	w, err := NewOOMWatch("4:memory:/\n", mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &Incidents{OOM: w}
+	got := make(chan uint64, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.Watch(ctx, time.Millisecond, time.Second, func(n uint64, limit int64) {
+			if limit != 32<<20 {
+				t.Errorf("limit %d", limit)
+			}
+			got <- n
+		})
+	}()
+	// Explained: a process's own OOM kill.
+	in.started("web.1")
+	write(t, filepath.Join(dir, "memory.oom_control"), v1Control(1))
+	if e := in.exited("web.1", Exit{Signal: syscall.SIGKILL}, false); !strings.HasPrefix(e.Cause, "OOM-killed") {
+		t.Fatalf("not explained: %s", e)
+	}
+	// Unexplained: a worker below a master that lives on.
+	write(t, filepath.Join(dir, "memory.oom_control"), v1Control(3))
+	select {
+	case n := <-got:
+		if n != 2 {
+			t.Errorf("reported %d kills, want 2", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the unexplained kills were never reported")
+	}
+	cancel()
+	<-done
+	write(t, filepath.Join(dir, "memory.oom_control"), v1Control(4))
+	if why := in.Explain(Exit{Code: 137}, OOMMark{kills: 3, ok: true}); !strings.HasPrefix(why, "OOM-killed") || in.seen != 4 {
+		t.Errorf("Explain: %q, seen %d", why, in.seen)
 	}
 }

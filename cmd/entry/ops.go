@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -137,6 +138,8 @@ func (e *entry) startOps(o ops) int {
 	} else {
 		e.ops.incidents.OOM = w
 		e.log.Debug("OOM kills are read from the memory cgroup", "cgroup", w.String())
+		// For the workers below gunicorn or celery, whose death entry does not see.
+		go e.ops.incidents.Watch(context.Background(), oomPoll, oomSettle, e.descendantKilled)
 	}
 	if o.sentry.DSN == "" {
 		return 0
@@ -159,6 +162,26 @@ func (e *entry) startOps(o ops) int {
 	}
 	e.log.Debug("incidents are reported to Sentry", "from", o.sentryFrom)
 	return 0
+}
+
+// oomPoll is how often the OOM-kill count is read (one small file); oomSettle is how long
+// a kill may stay unexplained by an exit (whose report waits for its output, up to 2 s)
+// before it is put down to a descendant.
+const (
+	oomPoll   = time.Second
+	oomSettle = 3 * time.Second
+)
+
+// descendantKilled reports OOM kills that no exit of entry's own children explains: a
+// worker that its master (gunicorn, celery) replaces.
+func (e *entry) descendantKilled(kills uint64, limit int64) {
+	why := "no memory limit: the host ran out of memory"
+	if limit > 0 {
+		why = "memory limit " + supervise.Bytes(limit)
+	}
+	cause := fmt.Sprintf("the kernel OOM-killed %d process(es) below entry's own (%s): a worker its master replaces, or a command it ran", kills, why)
+	e.log.Warn(cause)
+	e.ops.reporter.Incident(report.Event{Kind: report.KindKilled, Phase: "running", Process: "(descendant)", Cause: "OOM-killed: " + cause})
 }
 
 // secrets are the passwords of the dependencies, masked in the reports wherever they
@@ -228,7 +251,7 @@ func (o *opsRun) releaseFailed(step string, status int, err error) {
 	if err != nil {
 		ev.Cause = err.Error()
 	}
-	if why := o.incidents.OOM.DeathCause(supervise.Exit{Code: status}, o.stepMark); why != "" {
+	if why := o.incidents.Explain(supervise.Exit{Code: status}, o.stepMark); why != "" {
 		ev.Cause += ": " + why
 	}
 	o.reporter.Incident(ev)
@@ -249,7 +272,7 @@ func (o *opsRun) mainExited(name string, x supervise.Exit, stopped bool, mark su
 	if o == nil || stopped {
 		return nil
 	}
-	x.Cause = o.incidents.OOM.DeathCause(x, mark)
+	x.Cause = o.incidents.Explain(x, mark)
 	if x.Signal != 0 || strings.HasPrefix(x.Cause, "OOM-killed") {
 		o.reporter.Incident(report.Event{Kind: report.KindKilled, Phase: "running", Process: name,
 			Cause: name + " " + x.String(), Status: x.Status()})
