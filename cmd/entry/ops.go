@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -101,6 +102,28 @@ func parseOpsFiles(getenv func(string) string, passwd, group string) (ops, error
 	}
 	o.user = &u
 	return o, nil
+}
+
+// printOps adds the operations settings to `entry config`. The DSN shows as its host only:
+// its user part is the project's key.
+func printOps(w io.Writer, o ops) {
+	user := "entry's own"
+	if o.user != nil {
+		user = o.user.String()
+		if len(o.chown) > 0 {
+			user += ", given " + strings.Join(o.chown, ", ")
+		}
+	}
+	fmt.Fprintf(w, "user: %s\n", user)
+	if o.sentry.DSN == "" {
+		fmt.Fprintln(w, "sentry: off")
+		return
+	}
+	host := ""
+	if u, err := url.Parse(o.sentry.DSN); err == nil {
+		host = u.Host
+	}
+	fmt.Fprintf(w, "sentry: %s (from %s), release %q, environment %q, timeout %s\n", host, o.sentryFrom, o.sentry.Release, o.sentry.Environment, o.sentry.Timeout)
 }
 
 // opsRun is what the operations features need during a run.

@@ -77,3 +77,19 @@ func TestHealthTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintOpsHidesTheKey(t *testing.T) {
+	o, err := parseOpsFiles(envOf(map[string]string{"SENTRY_DSN": "https://Zk3yS3cr3tKey:old@o1.ingest.example/42"}), "/etc/passwd", "/etc/group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	printOps(&b, o)
+	if !strings.Contains(b.String(), "sentry: o1.ingest.example (from SENTRY_DSN)") || strings.Contains(b.String(), "Zk3yS3cr3tKey") || strings.Contains(b.String(), "old") {
+		t.Errorf("entry config shows:\n%s", b.String())
+	}
+	printOps(&b, ops{})
+	if !strings.Contains(b.String(), "sentry: off") {
+		t.Errorf("entry config shows:\n%s", b.String())
+	}
+}

@@ -127,6 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Error(err.Error())
 			return exitConfig
 		}
+		printOps(stdout, ops)
 		return 0
 	case "check":
 		return check(ctx, stdout, c, checks)
