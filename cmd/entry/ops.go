@@ -254,6 +254,9 @@ func (e *entry) tee(cmd *exec.Cmd, name string) *exec.Cmd {
 	}
 	w := e.ops.incidents.Writer(name)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, io.MultiWriter(e.stdout, w), io.MultiWriter(e.stderr, w)
+	// A descendant that survives every kill (uninterruptible sleep) must not hold up
+	// the end of the step by keeping the pipe open.
+	cmd.WaitDelay = 2 * time.Second
 	e.ops.stepMark = e.ops.incidents.OOM.Snapshot()
 	return cmd
 }
