@@ -119,14 +119,26 @@ func (in *Incidents) explain(e Exit, m OOMMark) string {
 // Watch reads the OOM-kill count every interval until ctx ends. Kills that no exit
 // explains within settle are a descendant's (a gunicorn or celery worker, whose master
 // entry sees survive): f gets how many, and the memory limit. settle must exceed the
-// time an exit takes to be reported (its output is drained first).
-func (in *Incidents) Watch(ctx context.Context, interval, settle time.Duration, f func(kills uint64, limit int64)) {
+// time an exit takes to be reported (its output is drained first). The count at the call is
+// the baseline: only later kills are reported. The returned channel is closed once the
+// watch has ended.
+func (in *Incidents) Watch(ctx context.Context, interval, settle time.Duration, f func(kills uint64, limit int64)) <-chan struct{} {
+	done := make(chan struct{})
 	if in == nil || in.OOM == nil {
-		return
+		close(done)
+		return done
 	}
 	in.mu.Lock()
 	in.seen = max(in.seen, in.OOM.Snapshot().kills)
 	in.mu.Unlock()
+	go func() {
+		defer close(done)
+		in.watch(ctx, interval, settle, f)
+	}()
+	return done
+}
+
+func (in *Incidents) watch(ctx context.Context, interval, settle time.Duration, f func(kills uint64, limit int64)) {
 	var since time.Time // when unexplained kills were first seen
 	tick := time.NewTicker(interval)
 	defer tick.Stop()

@@ -193,16 +193,12 @@ func TestIncidentsWatch(t *testing.T) {
 	got := make(chan uint64, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		in.Watch(ctx, time.Millisecond, time.Second, func(n uint64, limit int64) {
-			if limit != 32<<20 {
-				t.Errorf("limit %d", limit)
-			}
-			got <- n
-		})
-	}()
+	done := in.Watch(ctx, time.Millisecond, time.Second, func(n uint64, limit int64) {
+		if limit != 32<<20 {
+			t.Errorf("limit %d", limit)
+		}
+		got <- n
+	})
 	// Explained: a process's own OOM kill.
 	in.started("web.1")
 	write(t, filepath.Join(dir, "memory.oom_control"), v1Control(1))

@@ -70,7 +70,7 @@ func (e *entry) startOps() int {
 		e.ops.incidents.OOM = w
 		e.log.Debug("OOM kills are read from the memory cgroup", "cgroup", w.String())
 		// For the workers below gunicorn or celery, whose death entry does not see.
-		go e.ops.incidents.Watch(context.Background(), oomPoll, oomSettle, e.descendantKilled)
+		e.ops.incidents.Watch(context.Background(), oomPoll, oomSettle, e.descendantKilled)
 	}
 	if p.Sentry == nil {
 		return 0
