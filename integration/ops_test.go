@@ -176,54 +176,8 @@ func TestSentryDown(t *testing.T) {
 // opsCgroup makes a memory cgroup limited to limit bytes and returns the file a pid is
 // written to to move it in; it is removed at the end of the test.
 func opsCgroup(t *testing.T, limit int64) string {
-	t.Helper()
-	name := fmt.Sprintf("entry-oom-%d-%s", os.Getpid(), t.Name())
-	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
-		dir := filepath.Join("/sys/fs/cgroup/memory", name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { opsRmdir(t, dir) })
-		opsWrite(t, filepath.Join(dir, "memory.limit_in_bytes"), limit)
-		// With swap accounting, the limit on memory and swap together, or the
-		// process swaps instead of being killed.
-		if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err == nil {
-			opsWrite(t, filepath.Join(dir, "memory.memsw.limit_in_bytes"), limit)
-		}
-		return filepath.Join(dir, "cgroup.procs")
-	}
-	dir := filepath.Join("/sys/fs/cgroup", name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { opsRmdir(t, dir) })
-	opsWrite(t, filepath.Join(dir, "memory.max"), limit)
-	opsWrite(t, filepath.Join(dir, "memory.swap.max"), 0)
+	dir, _ := proctest.MemoryCgroup(t, limit)
 	return filepath.Join(dir, "cgroup.procs")
-}
-
-func opsWrite(t *testing.T, path string, n int64) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// opsRmdir removes a cgroup once its last process is gone (the kernel frees it a moment
-// after the exit).
-func opsRmdir(t *testing.T, dir string) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := os.Remove(dir)
-		if err == nil || os.IsNotExist(err) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("cannot remove cgroup %s: %v", dir, err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestOOMKilled(t *testing.T) {

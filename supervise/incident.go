@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ type Incidents struct {
 	mu    sync.Mutex
 	procs map[string]*record
 	seen  uint64 // OOM kills explained by an exit or reported by Watch
+	reads int    // of the count by Watch, for its tests
 }
 
 // keptExits and keptLines bound the history of each process.
@@ -116,54 +118,95 @@ func (in *Incidents) explain(e Exit, m OOMMark) string {
 	return why
 }
 
-// Watch reads the OOM-kill count every interval until ctx ends. Kills that no exit
-// explains within settle are a descendant's (a gunicorn or celery worker, whose master
-// entry sees survive): f gets how many, and the memory limit. settle must exceed the
-// time an exit takes to be reported (its output is drained first). The count at the call is
-// the baseline: only later kills are reported. The returned channel is closed once the
-// watch has ended.
-func (in *Incidents) Watch(ctx context.Context, interval, settle time.Duration, f func(kills uint64, limit int64)) <-chan struct{} {
-	done := make(chan struct{})
+// Watch reads the OOM-kill count when the kernel says it may have changed, until ctx
+// ends. Kills that no exit explains within settle are a descendant's (a gunicorn or
+// celery worker, whose master entry sees survive): f gets how many, and the memory limit.
+// settle must exceed the time an exit takes to be reported (its output is drained
+// first). The count at the call is the baseline: only later kills are reported. The
+// returned channel is closed once the watch has ended.
+//
+// After a notification the count is read every interval until settle has passed with
+// nothing left unexplained (cgroup v1 notifies when the limit is hit, before the kill is
+// counted). Where the kernel cannot notify (see OOMWatch.notifier) the count is read
+// every interval throughout, and polled says why.
+func (in *Incidents) Watch(ctx context.Context, interval, settle time.Duration, f func(kills uint64, limit int64)) (done <-chan struct{}, polled error) {
+	c := make(chan struct{})
 	if in == nil || in.OOM == nil {
-		close(done)
-		return done
+		close(c)
+		return c, nil
 	}
+	// Registered before the baseline is read, so that no change falls between them.
+	src, err := in.OOM.notifier()
 	in.mu.Lock()
 	in.seen = max(in.seen, in.OOM.Snapshot().kills)
 	in.mu.Unlock()
 	go func() {
-		defer close(done)
-		in.watch(ctx, interval, settle, f)
+		defer close(c)
+		in.watch(ctx, src, interval, settle, f)
 	}()
-	return done
+	return c, err
 }
 
-func (in *Incidents) watch(ctx context.Context, interval, settle time.Duration, f func(kills uint64, limit int64)) {
+func (in *Incidents) watch(ctx context.Context, src *os.File, interval, settle time.Duration, f func(kills uint64, limit int64)) {
+	var wake, ended <-chan struct{}
+	var tick *time.Ticker
+	var ticks <-chan time.Time
+	if src != nil {
+		w, e := events(src)
+		wake, ended = w, e
+		defer func() {
+			src.Close()
+			<-e
+		}()
+	} else {
+		tick = time.NewTicker(interval)
+		ticks = tick.C
+	}
 	var since time.Time // when unexplained kills were first seen
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	var busy time.Time  // after a notification: read every interval until then
+	recheck := time.NewTimer(interval)
+	recheck.Stop()
+	defer func() {
+		recheck.Stop()
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			m := in.OOM.Snapshot()
-			in.mu.Lock()
-			n := m.kills - min(m.kills, in.seen)
-			due := false
-			switch {
-			case !m.ok || n == 0:
-				since = time.Time{}
-			case since.IsZero():
-				since = now
-			case now.Sub(since) >= settle:
-				in.seen, since, due = m.kills, time.Time{}, true
-			}
-			in.mu.Unlock()
-			if due {
-				_, limit := in.OOM.KilledSince(OOMMark{kills: m.kills - n, ok: true})
-				f(n, limit)
-			}
+		case <-ended:
+			// The source failed: poll from now on.
+			wake, ended, tick = nil, nil, time.NewTicker(interval)
+			ticks = tick.C
+			continue
+		case <-wake:
+			busy = time.Now().Add(settle)
+		case <-ticks:
+		case <-recheck.C:
+		}
+		now := time.Now()
+		m := in.OOM.Snapshot()
+		in.mu.Lock()
+		in.reads++
+		n := m.kills - min(m.kills, in.seen)
+		due := false
+		switch {
+		case !m.ok || n == 0:
+			since = time.Time{}
+		case since.IsZero():
+			since = now
+		case now.Sub(since) >= settle:
+			in.seen, since, due = m.kills, time.Time{}, true
+		}
+		in.mu.Unlock()
+		if due {
+			_, limit := in.OOM.KilledSince(OOMMark{kills: m.kills - n, ok: true})
+			f(n, limit)
+		}
+		if tick == nil && (!since.IsZero() || now.Before(busy)) {
+			recheck.Reset(interval)
 		}
 	}
 }

@@ -3,12 +3,15 @@ package supervise
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/entry-dev/entry/internal/proctest"
 )
 
 func write(t *testing.T, path, text string) {
@@ -193,12 +196,16 @@ func TestIncidentsWatch(t *testing.T) {
 	got := make(chan uint64, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := in.Watch(ctx, time.Millisecond, time.Second, func(n uint64, limit int64) {
+	done, polled := in.Watch(ctx, time.Millisecond, time.Second, func(n uint64, limit int64) {
 		if limit != 32<<20 {
 			t.Errorf("limit %d", limit)
 		}
 		got <- n
 	})
+	// A v1 file outside cgroupfs: no cgroup.event_control to register with.
+	if polled == nil {
+		t.Errorf("no notification possible, yet not polled")
+	}
 	// Explained: a process's own OOM kill.
 	in.started("web.1")
 	write(t, filepath.Join(dir, "memory.oom_control"), v1Control(1))
@@ -221,4 +228,95 @@ func TestIncidentsWatch(t *testing.T) {
 	if why := in.Explain(Exit{Code: 137}, OOMMark{kills: 3, ok: true}); !strings.HasPrefix(why, "OOM-killed") || in.seen != 4 {
 		t.Errorf("Explain: %q, seen %d", why, in.seen)
 	}
+}
+
+// TestIncidentsWatchInotify: on cgroup v2 the count is read when memory.events is
+// modified, and only then.
+func TestIncidentsWatchInotify(t *testing.T) {
+	mnt := t.TempDir()
+	dir := filepath.Join(mnt, "job")
+	write(t, filepath.Join(dir, "memory.events"), v2Events(1))
+	write(t, filepath.Join(dir, "memory.max"), "33554432\n")
+	w, err := NewOOMWatch("0::/job\n", mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &Incidents{OOM: w}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan [2]int64, 10)
+	done, polled := in.Watch(ctx, 5*time.Millisecond, 50*time.Millisecond, func(n uint64, limit int64) {
+		got <- [2]int64{int64(n), limit}
+	})
+	if polled != nil {
+		t.Fatalf("polled: %v", polled)
+	}
+	in.mu.Lock()
+	reads := in.reads
+	in.mu.Unlock()
+	if reads != 0 {
+		t.Errorf("read %d times before any change", reads)
+	}
+	write(t, filepath.Join(dir, "memory.events"), v2Events(3))
+	select {
+	case r := <-got:
+		if r != [2]int64{2, 32 << 20} {
+			t.Errorf("reported %d kills, limit %d; want 2 (the baseline was 1), 32 MiB", r[0], r[1])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kills were never reported")
+	}
+	cancel()
+	<-done
+}
+
+// TestIncidentsWatchRealCgroup: a process OOM-killed in a real memory cgroup, which no
+// exit explains, is reported through the kernel's notification (v1: an eventfd in
+// cgroup.event_control; v2: inotify on memory.events), without polling before it.
+func TestIncidentsWatchRealCgroup(t *testing.T) {
+	dir, v1 := proctest.MemoryCgroup(t, 32<<20)
+	name := filepath.Base(dir)
+	proc := "0::/" + name + "\n"
+	if v1 {
+		proc = "4:memory:/" + name + "\n"
+	}
+	w, err := NewOOMWatch(proc, "/sys/fs/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.dir != dir {
+		t.Fatalf("watching %s, want %s", w.dir, dir)
+	}
+	in := &Incidents{OOM: w}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan [2]int64, 10)
+	done, polled := in.Watch(ctx, 10*time.Millisecond, 100*time.Millisecond, func(n uint64, limit int64) {
+		got <- [2]int64{int64(n), limit}
+	})
+	if polled != nil {
+		t.Fatalf("polled: %v", polled)
+	}
+	// dd's 100 MiB buffer, filled from /dev/zero, exceeds the 32 MiB limit.
+	cmd := exec.Command("sh", "-c", `echo $$ > "$0" && exec dd if=/dev/zero of=/dev/null bs=100M count=1`, filepath.Join(dir, "cgroup.procs"))
+	in.mu.Lock()
+	reads := in.reads
+	in.mu.Unlock()
+	if reads != 0 {
+		t.Errorf("read %d times before any change", reads)
+	}
+	out, err := cmd.CombinedOutput()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("dd was not killed: %v\n%s", err, out)
+	}
+	select {
+	case r := <-got:
+		if r != [2]int64{1, 32 << 20} {
+			t.Errorf("reported %d kills, limit %d; want 1, 32 MiB", r[0], r[1])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kill was never reported")
+	}
+	cancel()
+	<-done
 }

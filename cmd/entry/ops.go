@@ -68,9 +68,12 @@ func (e *entry) startOps() int {
 		e.log.Debug("no memory cgroup: OOM kills cannot be told from other SIGKILLs", "err", err)
 	} else {
 		e.ops.incidents.OOM = w
-		e.log.Debug("OOM kills are read from the memory cgroup", "cgroup", w.String())
 		// For the workers below gunicorn or celery, whose death entry does not see.
-		e.ops.incidents.Watch(context.Background(), oomPoll, oomSettle, e.descendantKilled)
+		if _, err := e.ops.incidents.Watch(context.Background(), oomPoll, oomSettle, e.descendantKilled); err != nil {
+			e.log.Debug("OOM kills are read from the memory cgroup every "+oomPoll.String()+": the kernel cannot notify", "cgroup", w.String(), "err", err)
+		} else {
+			e.log.Debug("OOM kills are read from the memory cgroup when the kernel notifies", "cgroup", w.String())
+		}
 	}
 	if p.Sentry == nil {
 		return 0
@@ -100,7 +103,8 @@ func (e *entry) startOps() int {
 	return 0
 }
 
-// oomPoll is how often the OOM-kill count is read (one small file); oomSettle is how long
+// oomPoll is how often the OOM-kill count is read (one small file) after the kernel
+// notified a change, or throughout where it cannot notify; oomSettle is how long
 // a kill may stay unexplained by an exit (whose report waits for its output, up to 2 s)
 // before it is put down to a descendant.
 const (
