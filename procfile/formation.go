@@ -24,7 +24,7 @@ func ParseFormation(s string) (map[string]int, error) {
 		if !ok {
 			return nil, fmt.Errorf("formation %q: want type=count", item)
 		}
-		if !typeName.MatchString(typ) {
+		if !typeName().MatchString(typ) {
 			return nil, fmt.Errorf("formation %q: bad process type %q", item, typ)
 		}
 		n, err := strconv.Atoi(num)

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 )
 
@@ -17,12 +16,12 @@ type Entry struct {
 }
 
 var (
-	typeName  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	entryLine = regexp.MustCompile(`^([A-Za-z0-9_-]+):[ \t]*(.*)$`)
+	typeName  = lazyRegexp(`^[A-Za-z0-9_-]+$`)
+	entryLine = lazyRegexp(`^([A-Za-z0-9_-]+):[ \t]*(.*)$`)
 )
 
 // ValidType reports whether name can be a process type: [A-Za-z0-9_-]+.
-func ValidType(name string) bool { return typeName.MatchString(name) }
+func ValidType(name string) bool { return typeName().MatchString(name) }
 
 // maxLine bounds one Procfile line; a longer one is certainly not a Procfile.
 const maxLine = 1 << 20
@@ -48,7 +47,7 @@ func Parse(r io.Reader) ([]Entry, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		m := entryLine.FindStringSubmatch(line)
+		m := entryLine().FindStringSubmatch(line)
 		if m == nil {
 			return nil, fmt.Errorf("procfile line %d: want \"type: command\" with type made of letters, digits, '_' or '-'", n)
 		}

@@ -119,7 +119,7 @@ func FuzzParse(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, e := range entries {
-			if e.Command == "" || e.Line < 1 || seen[e.Type] || !typeName.MatchString(e.Type) {
+			if e.Command == "" || e.Line < 1 || seen[e.Type] || !typeName().MatchString(e.Type) {
 				t.Fatalf("bad entry %+v from %q", e, s)
 			}
 			seen[e.Type] = true
@@ -136,7 +136,7 @@ func FuzzParseFormation(f *testing.F) {
 			return
 		}
 		for k, n := range got {
-			if n < 0 || n > MaxInstances || !typeName.MatchString(k) {
+			if n < 0 || n > MaxInstances || !typeName().MatchString(k) {
 				t.Fatalf("bad item %s=%d from %q", k, n, s)
 			}
 		}

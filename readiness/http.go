@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -123,7 +124,10 @@ func (h *HTTP) MinAttemptTimeout() time.Duration {
 	return h.serverWait + 3*time.Second
 }
 
-var esDuration = regexp.MustCompile(`^(\d+)(d|h|m|s|ms|micros|nanos)$`)
+// Compiled on first use: package init runs on every start of entry.
+var esDuration = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\d+)(d|h|m|s|ms|micros|nanos)$`)
+})
 
 // esServerWait returns how long Elasticsearch may hold a request with these
 // query parameters: with any wait_for_* parameter, its timeout (default 30s)
@@ -144,7 +148,7 @@ func esServerWait(q url.Values) time.Duration {
 		if v == "" {
 			continue
 		}
-		m := esDuration.FindStringSubmatch(v)
+		m := esDuration().FindStringSubmatch(v)
 		if m == nil {
 			continue // unparsable: ES would reject it; keep the default
 		}

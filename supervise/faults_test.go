@@ -104,16 +104,25 @@ func TestRunPidfdsClosed(t *testing.T) {
 // library, and SIGPROF, taken by the profiler) and the highest realtime
 // ones reach the main process, as PID 1 (where the kernel drops a signal
 // with no handler) and under tini (where it would kill entry). sleep dies
-// of each, so its status names the signal.
+// of each, so its status names the signal. Started with realtime signals
+// blocked (masked), entry still relays them: os/signal, whose thread
+// unblocks them, takes those rather than entry's own handler.
 func TestReservedSignalsReachChild(t *testing.T) {
 	t.Parallel()
-	for _, under := range []string{"pid1", "tini"} {
+	const maskRT = "import os, signal, sys\nsignal.pthread_sigmask(signal.SIG_BLOCK, {35, 64})\nos.execv(sys.argv[1], sys.argv[1:])"
+	for _, under := range []string{"pid1", "tini", "masked"} {
 		for _, sig := range []syscall.Signal{syscall.SIGPROF, 32, 34, 35, 64} {
+			if under == "masked" && sig < 35 {
+				continue
+			}
 			t.Run(fmt.Sprintf("%s/%d", under, sig), func(t *testing.T) {
 				t.Parallel()
 				argv := pid1Argv(nil, "sleep", "1000")
-				if under == "tini" {
+				switch under {
+				case "tini":
 					argv = append([]string{"tini", "--"}, argv...)
+				case "masked":
+					argv = append([]string{"/usr/bin/python3", "-c", maskRT}, argv...)
 				}
 				p := start(t, namespaced(argv...)...)
 				p.expect("^pid1 up", 20*time.Second)

@@ -34,7 +34,7 @@ type OOMMark struct {
 // FindOOMWatch locates entry's memory cgroup from /proc/self/cgroup under
 // the usual mount point /sys/fs/cgroup.
 func FindOOMWatch() (*OOMWatch, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+	b, err := readSmall("/proc/self/cgroup")
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func (w *OOMWatch) limit() int64 {
 	}
 	var lim int64
 	for d := w.dir; ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, file)); err == nil {
+		if b, err := readSmall(filepath.Join(d, file)); err == nil {
 			s := strings.TrimSpace(string(b))
 			// v1 writes "unlimited" as the largest page-aligned int64.
 			if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 && n < 1<<62 && (lim == 0 || n < lim) {
@@ -160,7 +160,7 @@ func (w *OOMWatch) limit() int64 {
 
 // readKey reads "key value" lines and returns key's value.
 func readKey(path, key string) (uint64, bool) {
-	b, err := os.ReadFile(path)
+	b, err := readSmall(path)
 	if err != nil {
 		return 0, false
 	}
@@ -172,6 +172,32 @@ func readKey(path, key string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// readSmall reads a file of a few hundred bytes (of /proc or cgroupfs) with plain
+// system calls: os.ReadFile would also register it with the runtime's poller and stat it,
+// four more calls on entry's path to its first child.
+func readSmall(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var b []byte
+	buf := make([]byte, 1024)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = append(b, buf[:n]...)
+	}
 }
 
 // DeathCause explains an exit by SIGKILL (or a shell's 137 for a child it

@@ -31,24 +31,27 @@ func (w *OOMWatch) notifier() (*os.File, error) {
 		}
 		return os.NewFile(uintptr(fd), "inotify "+path), nil
 	}
-	ctl, err := os.OpenFile(filepath.Join(w.dir, "cgroup.event_control"), os.O_WRONLY, 0)
+	// Plain system calls, as readSmall: these files are only written or named once.
+	ctlPath := filepath.Join(w.dir, "cgroup.event_control")
+	ctl, err := unix.Open(ctlPath, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("OOM eventfd: %w", err)
+		return nil, fmt.Errorf("OOM eventfd: open %s: %w", ctlPath, err)
 	}
-	defer ctl.Close()
-	oc, err := os.Open(filepath.Join(w.dir, "memory.oom_control"))
+	defer unix.Close(ctl)
+	ocPath := filepath.Join(w.dir, "memory.oom_control")
+	oc, err := unix.Open(ocPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("OOM eventfd: %w", err)
+		return nil, fmt.Errorf("OOM eventfd: open %s: %w", ocPath, err)
 	}
 	// The kernel only looks the file up while registering.
-	defer oc.Close()
+	defer unix.Close(oc)
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	if _, err := ctl.WriteString(strconv.Itoa(efd) + " " + strconv.Itoa(int(oc.Fd())) + "\n"); err != nil {
+	if _, err := unix.Write(ctl, []byte(strconv.Itoa(efd)+" "+strconv.Itoa(oc)+"\n")); err != nil {
 		unix.Close(efd)
-		return nil, fmt.Errorf("OOM eventfd: %w", err)
+		return nil, fmt.Errorf("OOM eventfd: write %s: %w", ctlPath, err)
 	}
 	return os.NewFile(uintptr(efd), "eventfd memory.oom_control"), nil
 }

@@ -28,6 +28,12 @@ import (
 // up for every thread, and the kernel resets it to the default in a child
 // at exec, as every caught signal is.
 
+// catchable tells Notify that catchReserved's handler can take n: it is
+// not in the mask entry's threads block.
+func catchable(n syscall.Signal, blocked *unix.Sigset_t) bool {
+	return blocked.Val[(n-1)/64]&(1<<((n-1)%64)) == 0
+}
+
 // sigcatchFD is the pipe's write end, read by sigcatchHandler.
 var sigcatchFD int64 = -1
 
