@@ -26,6 +26,7 @@ type Reaper struct {
 	ctx     context.Context
 	poke    chan struct{}
 	orphans atomic.Int64 // reaped, not started by Start; read by the tests
+	reaping sync.Mutex   // one reap at a time (see reap)
 
 	mu    sync.Mutex
 	exits map[int]chan Exit
@@ -118,6 +119,11 @@ func (r *Reaper) loop(kick <-chan os.Signal) {
 // stand for many exits: loop until wait4 has nothing more to give.
 // It reports whether no child is left at all.
 func (r *Reaper) reap() (none bool) {
+	// One at a time: the loop and cleanup at the main process's exit, taking turns
+	// at mu for each of thousands of zombies, would hand it from thread to thread
+	// each time. The second finds what the first left: usually nothing.
+	r.reaping.Lock()
+	defer r.reaping.Unlock()
 	for {
 		e, known, err := r.reapOne()
 		switch {
@@ -130,7 +136,9 @@ func (r *Reaper) reap() (none bool) {
 			return errors.Is(err, unix.ECHILD)
 		case e.Pid == 0:
 			return false
-		case !known:
+		case !known && r.log.Enabled(r.ctx, slog.LevelDebug):
+			// Asked first: the message costs allocations, and an init may reap
+			// thousands of orphans at once.
 			r.log.Debug("reaped orphan", "pid", e.Pid, "exit", e.String())
 		}
 	}
