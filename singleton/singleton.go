@@ -170,12 +170,17 @@ func (m *manager) loop(ctx context.Context, drop time.Duration) {
 	defer m.close()
 	m.log.Info("singleton locks: polling", "types", strings.Join(m.opt.Types, ","), "target", m.target,
 		"every", Poll, "detect", Detect, "server_drop", drop)
+	pause := time.Duration(0) // the first poll at once, and the first after a reconnection
 	for {
-		if m.conn == nil && !m.connect(ctx, drop) {
-			return
+		if m.conn == nil {
+			if !m.connect(ctx, drop) {
+				return
+			}
+			pause = 0
 		}
 		// Between polls, give up what the group is done with.
-		wait := time.After(Poll*3/4 + rand.N(Poll/2))
+		wait := time.After(pause)
+		pause = Poll*3/4 + rand.N(Poll/2)
 	idle:
 		for {
 			select {
