@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -89,4 +90,90 @@ func TestFleetWaitCommandAfterMigration(t *testing.T) {
 	}
 	waitStamp(t, filepath.Join(marks, "worker-web"), 30*time.Second)
 	_ = web
+}
+
+// TestFleetCeleryBeatSingleton: three replicas run worker and beat with ENTRY_SINGLETON=beat
+// against the local RabbitMQ: the periodic task (every second) is sent once per period,
+// before and after the beat's replica is stopped and another takes over.
+func TestFleetCeleryBeatSingleton(t *testing.T) {
+	a := newDjangoApp(t)
+	dbURL := a.useLocalServices(t)
+	a.env["ENTRY_SINGLETON"] = "beat"
+	a.env["ENTRY_PROCESSES"] = "worker,beat"
+	a.env["ENTRY_STOP_TIMEOUT"] = "20s"
+	var reps []*djangoEntry
+	for i := range 3 {
+		env := append(a.environ(), fmt.Sprintf("DJANGOAPP_BEAT_SCHEDULE=%s/beat-%d", a.dir, i))
+		reps = append(reps, startDjangoEntry(t, a.dir, env))
+	}
+	holder := -1
+	djangoPoll(t, 60*time.Second, "one beat", func() bool {
+		for i, r := range reps {
+			if strings.Contains(r.out.String(), "singleton lock acquired") {
+				holder = i
+				return true
+			}
+		}
+		return false
+	})
+	ticks := func() []time.Time {
+		var ts []time.Time
+		err := djangoQueryRow(t, dbURL, "SELECT coalesce(array_agg(created ORDER BY created), '{}') FROM shop_tick", nil, &ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	// once waits for ten ticks after from and checks they came one per period: a second
+	// beat would send every task twice, and the gaps would halve.
+	once := func(what string, from time.Time) {
+		t.Helper()
+		var in []time.Time
+		djangoPoll(t, 30*time.Second, what+": ten ticks", func() bool {
+			in = in[:0]
+			for _, ts := range ticks() {
+				if ts.After(from) {
+					in = append(in, ts)
+				}
+			}
+			return len(in) >= 10
+		})
+		in = in[:10]
+		minGap := time.Hour
+		for i := 1; i < len(in); i++ {
+			minGap = min(minGap, in[i].Sub(in[i-1]))
+		}
+		span := in[9].Sub(in[0])
+		t.Logf("%s: ten ticks over %s, smallest gap %s", what, span.Round(time.Millisecond), minGap.Round(time.Millisecond))
+		if span < 8*time.Second {
+			t.Errorf("%s: ten ticks over %s, want one a second", what, span)
+		}
+		if minGap < 250*time.Millisecond {
+			t.Errorf("%s: two ticks %s apart: the task was sent twice", what, minGap)
+		}
+	}
+	djangoPoll(t, 60*time.Second, "beat's first ticks", func() bool { return len(ticks()) >= 2 })
+	once("three replicas", time.Now())
+
+	stopped := time.Now()
+	reps[holder].signal(t, syscall.SIGTERM)
+	var next time.Time
+	djangoPoll(t, 30*time.Second, "a new beat", func() bool {
+		for i, r := range reps {
+			if i != holder && strings.Contains(r.out.String(), "singleton lock acquired") {
+				next = time.Now()
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("beat handed over %s after SIGTERM of its replica", next.Sub(stopped).Round(time.Millisecond))
+	if got := reps[holder].wait(t, 60*time.Second); got != 0 {
+		t.Errorf("stopped beat replica: status %d, want 0", got)
+	}
+	djangoPoll(t, 60*time.Second, "ticks from the new beat", func() bool {
+		ts := ticks()
+		return len(ts) > 0 && ts[len(ts)-1].After(next)
+	})
+	once("after the handover", next)
 }
