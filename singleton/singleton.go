@@ -103,6 +103,10 @@ type manager struct {
 	held     map[string]*held
 	finished chan *held      // a held type whose processes are gone
 	standby  map[string]bool // reported in standby since the last hold
+	// retired types were given back by the group without a revoke: it is
+	// stopping, and taking the lock again would only keep it from a replica
+	// that will run the process.
+	retired map[string]bool
 }
 
 type result struct {
@@ -153,7 +157,7 @@ func Run(ctx context.Context, opt Options, leases chan<- supervise.Lease) error 
 	cfg.DialFunc = d.DialContext
 	m := &manager{
 		opt: opt, pg: pg, cfg: cfg, target: pg.String(), log: log, leases: leases,
-		held: map[string]*held{}, standby: map[string]bool{}, finished: make(chan *held, len(opt.Types)),
+		held: map[string]*held{}, standby: map[string]bool{}, retired: map[string]bool{}, finished: make(chan *held, len(opt.Types)),
 	}
 	m.loop(ctx, drop)
 	return nil
@@ -249,11 +253,14 @@ func (m *manager) poll(ctx context.Context) {
 	var want []string
 	var cols []string
 	for _, typ := range m.opt.Types {
-		if _, ok := m.held[typ]; !ok {
+		if _, ok := m.held[typ]; !ok && !m.retired[typ] {
 			k1, k2 := Keys(m.opt.Key, typ)
 			want = append(want, typ)
 			cols = append(cols, fmt.Sprintf("pg_try_advisory_lock((%d)::int4, (%d)::int4)", k1, k2))
 		}
+	}
+	if len(want) == 0 && len(m.held) == 0 {
+		return // every type retired: nothing to hold or to take
 	}
 	sql := "SELECT 1"
 	if len(cols) > 0 {
@@ -357,6 +364,7 @@ func (m *manager) unlock(typ string) bool {
 	sent := time.Now()
 	_, err := m.query(fmt.Sprintf("SELECT pg_advisory_unlock((%d)::int4, (%d)::int4)", k1, k2), sent.Add(Detect))
 	delete(m.held, typ)
+	m.retired[typ] = true
 	if err != nil {
 		m.lost(context.Background(), err)
 		return false
