@@ -213,8 +213,9 @@ func (m *manager) connect(ctx context.Context, drop time.Duration) bool {
 		cancel()
 		if err == nil {
 			for _, set := range []string{
-				fmt.Sprintf("SET tcp_keepalives_idle = %d", int(drop.Seconds()/2)),
-				fmt.Sprintf("SET tcp_keepalives_interval = %d", max(1, int(drop.Seconds()/6))),
+				// Rounded up: idle + count·interval is never below drop.
+				fmt.Sprintf("SET tcp_keepalives_idle = %d", ceilSeconds(drop/2)),
+				fmt.Sprintf("SET tcp_keepalives_interval = %d", ceilSeconds(drop/6)),
 				"SET tcp_keepalives_count = 3",
 				fmt.Sprintf("SET tcp_user_timeout = %d", drop.Milliseconds()),
 			} {
@@ -388,4 +389,8 @@ func (m *manager) close() {
 	m.conn.Close(ctx)
 	cancel()
 	m.conn = nil
+}
+
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
 }
