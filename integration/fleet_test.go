@@ -257,3 +257,29 @@ func TestFleetSingletonClock(t *testing.T) {
 		t.Errorf("%d writers in turn, want 4 (first, after the cut, after SIGKILL, after SIGTERM)", len(segs))
 	}
 }
+
+// TestFleetWaitCommandTimeout: a wait command that never succeeds is retried with backoff
+// until ENTRY_WAIT_TIMEOUT, then entry exits 69 and starts nothing; its output is wrapped
+// as the release steps' is.
+func TestFleetWaitCommandTimeout(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "started")
+	r := runEntry(t, 30*time.Second, []string{
+		"ENTRY_WAIT_COMMAND=sh -c 'echo not yet; exit 3'",
+		"ENTRY_WAIT_TIMEOUT=4s",
+		"ENTRY_LOG_FORMAT=json",
+	}, "--", "touch", marker)
+	if r.status != 69 {
+		t.Fatalf("status %d, want 69\n%s", r.status, r.output())
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the command ran although the wait command never succeeded")
+	}
+	out := r.output()
+	// 1 s, then 2 s: the third attempt comes after the deadline.
+	if n := strings.Count(out, `"line":"not yet"`); n < 2 || n > 3 {
+		t.Errorf("%d attempts in 4 s, want 2 or 3 (backoff 1 s, 2 s)\n%s", n, out)
+	}
+	if !strings.Contains(out, `"process":"wait"`) || !strings.Contains(out, `"msg":"wait command did not succeed in time: no process is started"`) {
+		t.Errorf("output:\n%s", out)
+	}
+}
