@@ -102,6 +102,9 @@ func (h *Health) update(name string, state State, pid, restarts int, last *Exit)
 	if pid != 0 {
 		p.Pid = pid
 	}
+	if state == StateStandby {
+		p.Pid = 0 // it runs in another replica, if anywhere
+	}
 	p.Restarts = restarts
 	if last != nil {
 		p.LastExit = &exitState{Status: last.Status(), Reason: last.String(), At: now}
