@@ -99,11 +99,21 @@ func TestFleetCeleryBeatSingleton(t *testing.T) {
 	a := newDjangoApp(t)
 	dbURL := a.useLocalServices(t)
 	a.env["ENTRY_SINGLETON"] = "beat"
-	a.env["ENTRY_PROCESSES"] = "worker,beat"
 	a.env["ENTRY_STOP_TIMEOUT"] = "20s"
+	// The test project's Procfile, but each worker with a node name of its own: three
+	// workers named celery@<host> share one pidbox, and one fails its warm shutdown.
+	procfile := filepath.Join(a.dir, "Procfile.fleet")
+	err := os.WriteFile(procfile, []byte(`release: python3 manage.py migrate --noinput
+worker: python3 -m celery -A djangoapp worker --loglevel INFO --concurrency 2 --without-mingle --without-gossip -n worker$REPLICA@%h
+beat: python3 -m celery -A djangoapp beat --loglevel INFO
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.env["ENTRY_PROCFILE"] = procfile
 	var reps []*djangoEntry
 	for i := range 3 {
-		env := append(a.environ(), fmt.Sprintf("DJANGOAPP_BEAT_SCHEDULE=%s/beat-%d", a.dir, i))
+		env := append(a.environ(), fmt.Sprintf("DJANGOAPP_BEAT_SCHEDULE=%s/beat-%d", a.dir, i), fmt.Sprintf("REPLICA=%d", i))
 		reps = append(reps, startDjangoEntry(t, a.dir, env))
 	}
 	holder := -1
