@@ -65,11 +65,15 @@ func (g *group) lease(l Lease) {
 			if g.stopping {
 				continue // already told to stop, under the group's deadline
 			}
-			g.transition(m, StateStopping, slog.LevelWarn, "singleton lock lost: stopping at once", "pid", m.cmd.Process.Pid, "timeout", g.opt.StopTimeout)
+			grace := g.opt.StopTimeout
+			if m.Stop.Timeout > 0 {
+				grace = m.Stop.Timeout // a type's own grace, when it has one
+			}
+			g.transition(m, StateStopping, slog.LevelWarn, "singleton lock lost: stopping at once", "pid", m.cmd.Process.Pid, "timeout", grace)
 			g.signal(m, m.Stop.Signal)
 			m.sent |= 1 << m.Stop.Signal // what it ends with is judged as a requested stop
 			run := m.runs
-			time.AfterFunc(g.opt.StopTimeout, func() {
+			time.AfterFunc(grace, func() {
 				select {
 				case g.events <- event{m: m, kill: true, run: run}:
 				case <-g.quit:
@@ -90,7 +94,7 @@ func (g *group) killRevoked(m *member, run int) {
 		return
 	}
 	pid := m.cmd.Process.Pid
-	g.log.Warn("process did not stop in time, sending SIGKILL", "process", m.Name, "pid", pid, "timeout", g.opt.StopTimeout)
+	g.log.Warn("process did not stop in time, sending SIGKILL", "process", m.Name, "pid", pid)
 	m.killed = true
 	_ = unix.Kill(-pid, unix.SIGKILL)
 	_ = m.cmd.Process.Kill()

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/entry-dev/entry/internal/plan"
 	"github.com/entry-dev/entry/singleton"
 	"github.com/entry-dev/entry/supervise"
 )
@@ -17,8 +19,19 @@ func (e *entry) singletons(ctx context.Context, opt *supervise.GroupOptions) (st
 	if s == nil {
 		return func() {}
 	}
+	// Only the types this replica runs (ENTRY_PROCESSES may leave some out): a lock taken
+	// for a type with no process would only make the replica that runs it wait.
+	var types []string
+	for _, t := range s.Types {
+		if slices.ContainsFunc(e.plan.Processes, func(p plan.Process) bool { return p.Type == t }) {
+			types = append(types, t)
+		}
+	}
+	if len(types) == 0 {
+		return func() {}
+	}
 	leases := make(chan supervise.Lease)
-	opt.Standby, opt.Leases = s.Types, leases
+	opt.Standby, opt.Leases = types, leases
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -27,7 +40,7 @@ func (e *entry) singletons(ctx context.Context, opt *supervise.GroupOptions) (st
 		err := singleton.Run(ctx, singleton.Options{
 			DSN:            s.DSN,
 			Key:            s.Key,
-			Types:          s.Types,
+			Types:          types,
 			Grace:          e.plan.Stop.Timeout,
 			AppName:        strings.TrimSpace("entry singleton " + hostname()),
 			Backoff:        e.plan.Wait.Options.Backoff,
