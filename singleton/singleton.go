@@ -189,6 +189,11 @@ func (m *manager) loop(ctx context.Context, drop time.Duration) {
 		for {
 			select {
 			case <-ctx.Done():
+				// The group has returned: every process is gone, and closing the
+				// session gives up every lock it still holds.
+				for _, typ := range slices.Sorted(maps.Keys(m.held)) {
+					m.log.Info("singleton lock released", "type", typ, "by", "closing the session")
+				}
 				return
 			case <-wait:
 				break idle
