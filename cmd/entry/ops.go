@@ -40,6 +40,21 @@ type opsRun struct {
 // reports. It returns a non-zero status when entry must not go on.
 func (e *entry) startOps() int {
 	p := e.plan
+	// Before becoming ENTRY_USER: registering for the kernel's OOM notification on cgroup
+	// v1 writes cgroup.event_control, which only root may; the registration outlives the
+	// change of user.
+	e.ops = &opsRun{incidents: &supervise.Incidents{}}
+	if w, err := supervise.FindOOMWatch(); err != nil {
+		e.log.Debug("no memory cgroup: OOM kills cannot be told from other SIGKILLs", "err", err)
+	} else {
+		e.ops.incidents.OOM = w
+		// For the workers below gunicorn or celery, whose death entry does not see.
+		if _, err := e.ops.incidents.Watch(context.Background(), oomPoll, oomSettle, e.descendantKilled); err != nil {
+			e.log.Debug("OOM kills are read from the memory cgroup every "+oomPoll.String()+": the kernel cannot notify", "cgroup", w.String(), "err", err)
+		} else {
+			e.log.Debug("OOM kills are read from the memory cgroup when the kernel notifies", "cgroup", w.String())
+		}
+	}
 	if u := p.User; u != nil {
 		if err := privilege.Allowed(os.Geteuid(), *u); err != nil {
 			e.log.Error("ENTRY_USER: " + err.Error())
@@ -62,18 +77,6 @@ func (e *entry) startOps() int {
 			e.environ = setEnv(e.environ, "HOME", u.Home)
 		}
 		e.log.Info("running as "+u.String(), "chown", strings.Join(p.Chown, ","))
-	}
-	e.ops = &opsRun{incidents: &supervise.Incidents{}}
-	if w, err := supervise.FindOOMWatch(); err != nil {
-		e.log.Debug("no memory cgroup: OOM kills cannot be told from other SIGKILLs", "err", err)
-	} else {
-		e.ops.incidents.OOM = w
-		// For the workers below gunicorn or celery, whose death entry does not see.
-		if _, err := e.ops.incidents.Watch(context.Background(), oomPoll, oomSettle, e.descendantKilled); err != nil {
-			e.log.Debug("OOM kills are read from the memory cgroup every "+oomPoll.String()+": the kernel cannot notify", "cgroup", w.String(), "err", err)
-		} else {
-			e.log.Debug("OOM kills are read from the memory cgroup when the kernel notifies", "cgroup", w.String())
-		}
 	}
 	if p.Sentry == nil {
 		return 0
