@@ -58,7 +58,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	rctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
 	status, err := release.Run(rctx, lock, e.plan.Release.Steps, func(ctx context.Context, s release.Step) (int, error) {
-		res, st, err := e.runMain(ctx, reaper, sigs, s.Name, e.command(s.Command))
+		res, st, err := e.runMain(ctx, reaper, sigs, s.Name, e.command(s.Command), 0)
 		if err == nil && res.StopSignal != nil {
 			stopped = &st
 			abort(errStopped) // no further step starts
