@@ -77,7 +77,8 @@ func drainRollingRestart(t *testing.T, a *djangoApp, hp *haproxy, app, health in
 			"ENTRY_DISCOVER=false",
 			"ENTRY_LOG_LEVEL=info",
 			"ENTRY_STOP_TIMEOUT=8s",
-			"ENTRY_SHUTDOWN_DELAY="+delay)
+			"ENTRY_SHUTDOWN_DELAY="+delay,
+			"GORACE=atexit_sleep_ms=0")
 		return startDjangoEntry(t, a.dir, env, "python3", "-m", "gunicorn", "djangoapp.wsgi")
 	}
 	replicas := make([]*djangoEntry, drainReplicas)
@@ -360,4 +361,67 @@ func (l *load) wait() drainRun {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return drainRun{sent: l.sent.Load(), failed: l.failed.Load(), reasons: l.reasons}
+}
+
+// TestDrainStopTimeoutPerType: web with 2 s of grace and a worker with 8 s, whose task
+// needs 6 s, stop in parallel: the request in flight and the task both complete, entry
+// exits 0, and the stop takes about the task's remaining time plus celery's own warm
+// shutdown, not 2 s (one deadline for all would kill the task) and not 8 + 2 s
+// (deadlines one after another).
+func TestDrainStopTimeoutPerType(t *testing.T) {
+	a := newDjangoApp(t)
+	dbURL := a.useLocalServices(t)
+	a.env["ENTRY_PROCESSES"] = "web,worker"
+	a.env["ENTRY_STOP_TIMEOUT"] = "1h" // neither type may fall back on it
+	a.env["ENTRY_STOP_TIMEOUT_WEB"] = "2s"
+	a.env["ENTRY_STOP_TIMEOUT_WORKER"] = "8s"
+	a.env["DJANGOAPP_GRACEFUL_TIMEOUT"] = "2"
+	// The race-enabled binary would sleep a second at exit, counted in the stop.
+	a.env["GORACE"] = "atexit_sleep_ms=0"
+	p := startDjangoStack(t, a)
+
+	replied := make(chan error, 1)
+	go func() {
+		var v struct{ Slept bool }
+		code, err := djangoGet("http://"+a.web+"/slow/?sleep=1&token=request", &v)
+		if err == nil && (code != http.StatusOK || !v.Slept) {
+			err = fmt.Errorf("got %d %+v, want 200 and slept", code, v)
+		}
+		replied <- err
+	}()
+	if code, err := djangoGet("http://"+a.web+"/enqueue/?token=task&sleep=6", nil); err != nil || code != http.StatusOK {
+		t.Fatalf("enqueue: %d %v", code, err)
+	}
+	djangoWaitMark(t, dbURL, "task", "started", 30*time.Second)
+	djangoWaitMark(t, dbURL, "request", "started", 30*time.Second)
+
+	sent := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	status := p.wait(t, 60*time.Second)
+	took := time.Since(sent)
+	t.Logf("stop took %v (web grace 2s, worker grace 8s, task 6s started before the stop)", took.Round(10*time.Millisecond))
+	if status != 0 {
+		t.Errorf("entry exit status: got %d, want 0\n%s", status, p.out)
+	}
+	if err := <-replied; err != nil {
+		t.Errorf("request in flight: %v", err)
+	}
+	for _, token := range []string{"request", "task"} {
+		if got := djangoMark(t, dbURL, token); got != "done" {
+			t.Errorf("%s: got state %q, want done", token, got)
+		}
+	}
+	out := p.out.String()
+	for _, want := range []string{`timeout="web 2s, worker 8s"`, `process stopped process=web.1`, `process stopped process=worker.1`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("entry's log has no %s", want)
+		}
+	}
+	if strings.Contains(out, "sending SIGKILL") || strings.Contains(out, "warning: web: gunicorn") {
+		t.Errorf("a process was killed, or gunicorn's graceful timeout was taken for its default:\n%s", out)
+	}
+	// A behavioural bound, not a speed test: the deadlines run side by side.
+	if took >= 10*time.Second {
+		t.Errorf("stop took %v: the deadlines look serialized (8 s + 2 s)", took)
+	}
 }

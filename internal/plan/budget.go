@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -41,7 +42,7 @@ func (st Stop) budgetWarnings(procs []Process) []string {
 		n := count[pr.Type]
 		count[pr.Type] = 0
 		words := procfile.Words(pr.Command)
-		if w := graceWarning(pr.Type, words, st.gunicornArgs, pr.StopTimeout, stopTimeoutPfx+typeKey(pr.Type)); w != "" {
+		if w := st.graceWarning(pr.Type, words, pr.StopTimeout, stopTimeoutPfx+typeKey(pr.Type)); w != "" {
 			out = append(out, w)
 		}
 		if n > 1 && embeddedBeat(words) {
@@ -61,7 +62,7 @@ func (st Stop) CommandWarnings(argv []string) []string {
 	if len(argv) == 0 {
 		return nil
 	}
-	if w := graceWarning(path.Base(argv[0]), argv, st.gunicornArgs, st.Timeout, "ENTRY_STOP_TIMEOUT"); w != "" {
+	if w := st.graceWarning(path.Base(argv[0]), argv, st.Timeout, "ENTRY_STOP_TIMEOUT"); w != "" {
 		return []string{w}
 	}
 	return nil
@@ -69,9 +70,9 @@ func (st Stop) CommandWarnings(argv []string) []string {
 
 // graceWarning says so when a gunicorn in words has a graceful timeout
 // above grace, the time entry gives it before SIGKILL; variable is where
-// that grace is set. env is GUNICORN_CMD_ARGS from the environment.
-func graceWarning(name string, words []string, env string, grace time.Duration, variable string) string {
-	d, from, ok := gunicornGrace(words, env)
+// that grace is set.
+func (st Stop) graceWarning(name string, words []string, grace time.Duration, variable string) string {
+	d, from, ok := gunicornGrace(words, st.gunicornArgs, st.gunicornConf)
 	if !ok || d <= grace {
 		return ""
 	}
@@ -84,10 +85,11 @@ func graceWarning(name string, words []string, env string, grace time.Duration, 
 // such as ddtrace-run) and returns the graceful timeout it will use and
 // where that comes from, in gunicorn's order: its command line, then
 // GUNICORN_CMD_ARGS (an assignment before the program, else env), then a
-// config file, else its default. ok is false when words run no gunicorn,
-// or when the value is set where entry cannot read it (a named config
-// file, an expansion).
-func gunicornGrace(words []string, env string) (d time.Duration, from string, ok bool) {
+// config file (named with -c, or ./gunicorn.conf.py when conf is set),
+// else its default. ok is false when words run no gunicorn, or when the
+// value may be set where entry cannot read it (a config file, an
+// expansion).
+func gunicornGrace(words []string, env string, conf bool) (d time.Duration, from string, ok bool) {
 	at := -1
 	for i, w := range words {
 		if k, v, isAssign := strings.Cut(w, "="); isAssign && k == "GUNICORN_CMD_ARGS" && at < 0 {
@@ -110,10 +112,10 @@ func gunicornGrace(words []string, env string) (d time.Duration, from string, ok
 	if set {
 		return seconds(value, "GUNICORN_CMD_ARGS")
 	}
-	if config || envConfig {
+	if config || envConfig || conf {
 		return 0, "", false // the config file may set it
 	}
-	return gunicornDefaultGrace, "its default, unless gunicorn.conf.py sets it", true
+	return gunicornDefaultGrace, "its default", true
 }
 
 // gunicornFlags reads gunicorn's flags that bear on its graceful timeout.
@@ -182,4 +184,11 @@ func (p *Plan) longestGrace() time.Duration {
 		d = max(d, pr.StopTimeout)
 	}
 	return d
+}
+
+// exists reports whether a file is at path, relative to the working directory entry
+// and its processes share.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -15,32 +15,36 @@ import (
 func TestGunicornGrace(t *testing.T) {
 	tests := []struct {
 		command, env string
+		conf         bool // ./gunicorn.conf.py exists
 		want         time.Duration
 		from         string // "" when entry cannot tell
 	}{
-		{"gunicorn app", "", 30 * time.Second, "its default"},
-		{"python -m gunicorn app", "", 30 * time.Second, "its default"},
-		{"/venv/bin/gunicorn app --graceful-timeout 5", "", 5 * time.Second, "--graceful-timeout"},
-		{"ddtrace-run gunicorn app --graceful-timeout=12", "", 12 * time.Second, "--graceful-timeout"},
-		{"gunicorn app", "--workers 3 --graceful-timeout 40", 40 * time.Second, "GUNICORN_CMD_ARGS"},
-		{"gunicorn app", "--graceful-timeout=40", 40 * time.Second, "GUNICORN_CMD_ARGS"},
+		{"gunicorn app", "", false, 30 * time.Second, "its default"},
+		{"python -m gunicorn app", "", false, 30 * time.Second, "its default"},
+		{"/venv/bin/gunicorn app --graceful-timeout 5", "", false, 5 * time.Second, "--graceful-timeout"},
+		{"ddtrace-run gunicorn app --graceful-timeout=12", "", false, 12 * time.Second, "--graceful-timeout"},
+		{"gunicorn app", "--workers 3 --graceful-timeout 40", false, 40 * time.Second, "GUNICORN_CMD_ARGS"},
+		{"gunicorn app", "--graceful-timeout=40", false, 40 * time.Second, "GUNICORN_CMD_ARGS"},
 		// The command line wins over GUNICORN_CMD_ARGS, as in gunicorn.
-		{"gunicorn app --graceful-timeout 3", "--graceful-timeout 40", 3 * time.Second, "--graceful-timeout"},
+		{"gunicorn app --graceful-timeout 3", "--graceful-timeout 40", false, 3 * time.Second, "--graceful-timeout"},
 		// An assignment before the program wins over the environment.
-		{`GUNICORN_CMD_ARGS="--graceful-timeout 50" gunicorn app`, "--graceful-timeout 40", 50 * time.Second, "GUNICORN_CMD_ARGS"},
-		{`exec gunicorn app`, "", 30 * time.Second, "its default"},
+		{`GUNICORN_CMD_ARGS="--graceful-timeout 50" gunicorn app`, "--graceful-timeout 40", false, 50 * time.Second, "GUNICORN_CMD_ARGS"},
+		{`exec gunicorn app`, "", false, 30 * time.Second, "its default"},
 		// A named config file may set it: entry does not guess.
-		{"gunicorn -c conf.py app", "", 0, ""},
-		{"gunicorn --config=conf.py app", "", 0, ""},
-		{"gunicorn app", "-c conf.py", 0, ""},
-		{"gunicorn -c conf.py app --graceful-timeout 7", "", 7 * time.Second, "--graceful-timeout"},
+		{"gunicorn -c conf.py app", "", false, 0, ""},
+		{"gunicorn --config=conf.py app", "", false, 0, ""},
+		{"gunicorn app", "-c conf.py", false, 0, ""},
+		{"gunicorn -c conf.py app --graceful-timeout 7", "", false, 7 * time.Second, "--graceful-timeout"},
+		// gunicorn reads ./gunicorn.conf.py by itself.
+		{"gunicorn app", "", true, 0, ""},
+		{"gunicorn app", "--graceful-timeout 9", true, 9 * time.Second, "GUNICORN_CMD_ARGS"},
 		// An expansion, or no gunicorn at all.
-		{"gunicorn app --graceful-timeout $GRACE", "", 0, ""},
-		{"celery -A app worker", "--graceful-timeout 40", 0, ""},
-		{"uwsgi --http :8000", "", 0, ""},
+		{"gunicorn app --graceful-timeout $GRACE", "", false, 0, ""},
+		{"celery -A app worker", "--graceful-timeout 40", false, 0, ""},
+		{"uwsgi --http :8000", "", false, 0, ""},
 	}
 	for _, tt := range tests {
-		d, from, ok := gunicornGrace(procfile.Words(tt.command), tt.env)
+		d, from, ok := gunicornGrace(procfile.Words(tt.command), tt.env, tt.conf)
 		if ok != (tt.from != "") || d != tt.want || !strings.HasPrefix(from, tt.from) {
 			t.Errorf("%q with GUNICORN_CMD_ARGS=%q: got %s, %q, %v; want %s, %q", tt.command, tt.env, d, from, ok, tt.want, tt.from)
 		}
@@ -83,7 +87,7 @@ func TestBudgetWarnings(t *testing.T) {
 			[]Process{web}, nil},
 		{"gunicorn default above the grace", Stop{Timeout: 8 * time.Second},
 			[]Process{proc("web", "1", "gunicorn app", 8*time.Second), proc("web", "2", "gunicorn app", 8*time.Second)},
-			[]string{"web: gunicorn's graceful timeout 30s (its default, unless gunicorn.conf.py sets it) is above its grace 8s: a request still running 8s after the stop signal is cut by SIGKILL; raise ENTRY_STOP_TIMEOUT_WEB"}},
+			[]string{"web: gunicorn's graceful timeout 30s (its default) is above its grace 8s: a request still running 8s after the stop signal is cut by SIGKILL; raise ENTRY_STOP_TIMEOUT_WEB"}},
 		{"GUNICORN_CMD_ARGS above the grace", Stop{Timeout: 8 * time.Second, gunicornArgs: "--graceful-timeout 60"},
 			[]Process{proc("api-v2", "1", "gunicorn app", 50*time.Second)},
 			[]string{"api-v2: gunicorn's graceful timeout 1m0s (GUNICORN_CMD_ARGS) is above its grace 50s: a request still running 50s after the stop signal is cut by SIGKILL; raise ENTRY_STOP_TIMEOUT_API_V2"}},

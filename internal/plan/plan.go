@@ -91,9 +91,11 @@ type Stop struct {
 	// Warnings say where what entry can see does not fit the graces or the
 	// budget (see budget.go); they are also in Plan.Warnings.
 	Warnings []string
-	// gunicornArgs is GUNICORN_CMD_ARGS as the processes inherit it, for
-	// CommandWarnings.
+	// gunicornArgs is GUNICORN_CMD_ARGS as the processes inherit it, and
+	// gunicornConf whether ./gunicorn.conf.py, which gunicorn reads by
+	// itself, exists: both for CommandWarnings.
 	gunicornArgs string
+	gunicornConf bool
 }
 
 // Restart is the Procfile mode's restart policy.
@@ -168,7 +170,7 @@ func Build(environ []string, mode Mode) (*Plan, error) {
 			b.errs.add("ENTRY_HEALTH_ADDR", "%v", err)
 		}
 	}
-	p.Stop = Stop{Timeout: s.StopTimeout, Delay: s.ShutdownDelay, Budget: s.StopBudget, gunicornArgs: b.env.Get("GUNICORN_CMD_ARGS")}
+	p.Stop = Stop{Timeout: s.StopTimeout, Delay: s.ShutdownDelay, Budget: s.StopBudget, gunicornArgs: b.env.Get("GUNICORN_CMD_ARGS"), gunicornConf: exists("gunicorn.conf.py")}
 	if p.Stop.Signal, err = supervise.ParseStopSignal(s.StopSignal); err != nil {
 		b.errs.add("ENTRY_STOP_SIGNAL", "%v", err)
 	}
