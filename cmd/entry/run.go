@@ -107,6 +107,11 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	for _, w := range p.Warnings {
 		log.Warn(w)
 	}
+	if inv.verb == "run" {
+		for _, w := range p.Stop.CommandWarnings(inv.argv) {
+			log.Warn(w)
+		}
+	}
 	switch inv.verb {
 	case "config":
 		p.Print(stdout)
@@ -197,9 +202,6 @@ func (e *entry) serveHealth(addr string) (func(), error) {
 func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = e.environ
-	for _, w := range e.plan.Stop.CommandWarnings(argv) {
-		e.log.Warn(w)
-	}
 	res, status, err := e.runMain(ctx, reaper, sigs, filepath.Base(argv[0]), cmd, e.plan.Stop.Delay)
 	if err != nil {
 		e.log.Error(err.Error(), "status", status)
