@@ -3,6 +3,7 @@ module github.com/entry-dev/entry
 go 1.26.8
 
 require (
+	github.com/getsentry/sentry-go v0.50.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 	golang.org/x/sync v0.25.0

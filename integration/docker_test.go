@@ -287,6 +287,22 @@ func (c *dockerContainer) wait(d time.Duration) int {
 	}
 }
 
+// celeryUp waits until beat has sent its every-second tick and the worker has run one. A
+// celery process stopped while it still starts misbehaves by itself (celery 5.2: beat dies
+// of a half-done import, a worker in warm shutdown can hang), which says nothing of entry's
+// stop; the graceful stop is checked on processes that are up.
+func (c *dockerContainer) celeryUp(d time.Duration) error {
+	for _, s := range []string{"Sending due task tick", "shop.tasks.tick["} {
+		if !c.out.Await(s, d) {
+			return fmt.Errorf("celery not up: no %q in the output after %v", s, d)
+		}
+	}
+	if !c.out.Await("succeeded in", d) {
+		return fmt.Errorf("celery not up: the worker ran no task in %v", d)
+	}
+	return nil
+}
+
 // waitHTTP waits for a 200 from url, failing at once if the container ends.
 func (c *dockerContainer) waitHTTP(url string, d time.Duration) {
 	c.t.Helper()
@@ -502,6 +518,9 @@ while True:
 		c := dockerRun(t, opts, img.app)
 		c.waitHTTP("http://"+a.web+"/", 120*time.Second)
 		c.waitHTTP("http://"+health+"/readyz", 30*time.Second)
+		if err := c.celeryUp(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
 		status := docker(t, 30*time.Second, "exec", c.name, "cat", "/proc/1/status")
 		for _, want := range []string{"Uid:\t10001\t10001\t10001\t10001", "CapEff:\t0000000000000000",
 			"NoNewPrivs:\t1", "Seccomp:\t2"} {
@@ -605,6 +624,9 @@ wait:
 	opts, a, _, _ := dockerAppOpts(t)
 	c := dockerRun(t, opts, image)
 	if err := c.tryHTTP("http://"+a.web+"/", 120*time.Second); err != nil {
+		return fmt.Errorf("Procfile mode: %v", err)
+	}
+	if err := c.celeryUp(60 * time.Second); err != nil {
 		return fmt.Errorf("Procfile mode: %v", err)
 	}
 	took, status := c.stop()

@@ -174,9 +174,12 @@ func TestDockerfileExample(t *testing.T) {
 	}
 
 	var user, entrypoint, cmd []string
-	copied := false
+	copied, healthcheck := false, false
 	for _, in := range ins[final:] {
 		switch in.cmd {
+		case "HEALTHCHECK":
+			// `entry health`, in exec form: the image needs no curl, no Python, no shell.
+			healthcheck = strings.HasSuffix(in.args, `CMD ["/entry", "health"]`)
 		case "USER":
 			user = strings.Fields(in.args)
 		case "ENTRYPOINT":
@@ -191,6 +194,9 @@ func TestDockerfileExample(t *testing.T) {
 	}
 	if !copied {
 		t.Error("final stage: no COPY --from=build /entry /entry")
+	}
+	if !healthcheck {
+		t.Error(`final stage: no HEALTHCHECK ... CMD ["/entry", "health"]`)
 	}
 	if !slices.Equal(entrypoint, []string{"/entry"}) {
 		t.Errorf("ENTRYPOINT: got %q, want exec form [\"/entry\"]", entrypoint)
@@ -417,9 +423,10 @@ func TestComposeExample(t *testing.T) {
 			port := filesHealthPort(t, addr)
 			hc, _ := svc["healthcheck"].(map[string]any)
 			test := fmt.Sprint(hc["test"])
+			// `entry health` asks ENTRY_HEALTH_ADDR itself; anything else must name its port.
 			re := regexp.MustCompile(`(127\.0\.0\.1|localhost):` + strconv.Itoa(port) + `/(livez|readyz)\b`)
-			if !re.MatchString(test) {
-				t.Errorf("%s: healthcheck %s does not probe /livez or /readyz on ENTRY_HEALTH_ADDR's port %d", name, test, port)
+			if test != "[CMD /entry health]" && !re.MatchString(test) {
+				t.Errorf("%s: healthcheck %s is not entry health and does not probe /livez or /readyz on ENTRY_HEALTH_ADDR's port %d", name, test, port)
 			}
 		}
 

@@ -198,6 +198,13 @@ func TestBadEnvironment(t *testing.T) {
 		{"ENTRY_HTTP_CA_FILE=" + secret, "ENTRY_HTTP_CA_FILE"},
 		{"ENTRY_PROCFILE=" + filepath.Join(dir, "Procfile.missing"), "ENTRY_PROCFILE"},
 		{"ENTRY_PROCFILE=" + emptyProcfile, "ENTRY_PROCFILE"},
+		{"ENTRY_USER=no-such-user-here", "ENTRY_USER"},
+		{"ENTRY_CHOWN=" + dir, "ENTRY_CHOWN"},
+		{"ENTRY_USER=nobody\nENTRY_CHOWN=" + filepath.Join(dir, "missing"), "ENTRY_CHOWN"},
+		{"ENTRY_SENTRY=maybe", "ENTRY_SENTRY"},
+		{"ENTRY_SENTRY_DSN=ftp://s3cret@sentry.invalid/1", "ENTRY_SENTRY_DSN"},
+		{"SENTRY_DSN=https://s3cret@/1", "SENTRY_DSN"},
+		{"SENTRY_DSN=https://s3cret@127.0.0.1/1\nENTRY_SENTRY_TIMEOUT=-1s", "ENTRY_SENTRY_TIMEOUT"},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

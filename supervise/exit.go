@@ -12,6 +12,7 @@ type Exit struct {
 	Pid    int
 	Code   int
 	Signal syscall.Signal
+	Cause  string // why a SIGKILL entry did not send came: OOMWatch.DeathCause
 }
 
 // Status is the exit status a shell would report: the code, or 128+N when
@@ -24,10 +25,14 @@ func (e Exit) Status() int {
 }
 
 func (e Exit) String() string {
+	s := fmt.Sprintf("exited with status %d", e.Code)
 	if e.Signal != 0 {
-		return "killed by " + SignalName(e.Signal)
+		s = "killed by " + SignalName(e.Signal)
 	}
-	return fmt.Sprintf("exited with status %d", e.Code)
+	if e.Cause != "" {
+		s += ": " + e.Cause
+	}
+	return s
 }
 
 func exitOf(pid int, ws unix.WaitStatus) Exit {

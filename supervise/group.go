@@ -35,6 +35,7 @@ type GroupOptions struct {
 	Output        *Output
 	Health        *Health
 	Log           *slog.Logger
+	Incidents     *Incidents // explains and reports deaths; nil: none
 }
 
 // waitDelay bounds how long a process's output is still read after it
@@ -249,6 +250,7 @@ func (g *group) start(m *member) {
 			cmd.Stdout, cmd.Stderr = pipes[0].child, pipes[1].child
 		}
 	}
+	g.opt.Incidents.started(m.Name)
 	exits, err := g.r.Start(cmd)
 	if err != nil {
 		for _, p := range pipes {
@@ -380,6 +382,7 @@ func (g *group) restart(m *member) {
 }
 
 func (g *group) exited(m *member, e Exit) {
+	e = g.opt.Incidents.exited(m.Name, e, m.killed || g.stopping && g.clean(m, e))
 	m.last = &e
 	// The pidfd now, not at the next garbage collection.
 	_ = m.cmd.Process.Release()
@@ -431,7 +434,9 @@ func (g *group) exited(m *member, e Exit) {
 			}
 		}()
 	case d.crashing:
-		g.fail(fmt.Sprintf("%s is crash-looping: %s after %d restarts within %s", m.Name, e, len(m.hist.times), g.opt.Restart.Window), e.Status())
+		cause := fmt.Sprintf("%s is crash-looping: %s after %d restarts within %s", m.Name, e, len(m.hist.times), g.opt.Restart.Window)
+		g.opt.Incidents.crashLoop(m.Name, e, cause)
+		g.fail(cause, e.Status())
 	default:
 		g.fail(fmt.Sprintf("%s %s and restart policy is %s", m.Name, e, g.opt.Restart.Policy), e.Status())
 	}

@@ -56,6 +56,7 @@ type Output struct {
 	mu     sync.Mutex // held for every write to stdout or stderr
 	width  int
 	colors map[string]string
+	lines  *Incidents // keeps each process's last lines (KeepLines)
 }
 
 // NewOutput returns an Output writing to stdout and stderr; format is "text"
@@ -93,7 +94,7 @@ func (o *Output) lineWriter(name, stream string) *lineWriter {
 	o.Reserve(name)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	w := &lineWriter{o: o, dst: o.stdout}
+	w := &lineWriter{o: o, dst: o.stdout, name: name, keep: o.lines}
 	if stream == "stderr" {
 		w.dst = o.stderr
 	}
@@ -313,6 +314,8 @@ type lineWriter struct {
 	o      *Output
 	dst    io.Writer
 	prefix []byte
+	name   string
+	keep   *Incidents
 
 	mu      sync.Mutex
 	partial []byte
@@ -396,6 +399,7 @@ const atomicWrite = 4096
 // together, up to atomicWrite bytes at a time (or one longer line), which
 // keeps the syscalls per line well below one.
 func (w *lineWriter) line(b []byte) {
+	w.keep.line(w.name, b)
 	start := len(w.out)
 	if w.o.json {
 		w.out = append(w.out, `{"time":"`...)

@@ -116,7 +116,8 @@ func (r *Reaper) loop(kick <-chan os.Signal) {
 
 // reap collects every exited child. SIGCHLD does not queue, so one kick may
 // stand for many exits: loop until wait4 has nothing more to give.
-func (r *Reaper) reap() {
+// It reports whether no child is left at all.
+func (r *Reaper) reap() (none bool) {
 	for {
 		e, known, err := r.reapOne()
 		switch {
@@ -126,9 +127,9 @@ func (r *Reaper) reap() {
 			if !errors.Is(err, unix.ECHILD) {
 				r.log.Error("wait4 failed", "err", err)
 			}
-			return
+			return errors.Is(err, unix.ECHILD)
 		case e.Pid == 0:
-			return
+			return false
 		case !known:
 			r.log.Debug("reaped orphan", "pid", e.Pid, "exit", e.String())
 		}

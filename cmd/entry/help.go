@@ -12,6 +12,7 @@ const usage = `usage: entry [--] CMD [ARG...]   wait, release, then run CMD as t
        entry wait                wait for the dependencies, then exit 0
        entry check               probe each dependency once and print a table
        entry config              print the resolved plan, secrets redacted
+       entry health              exit 0 if this container's entry is ready (ENTRY_HEALTH_ADDR)
        entry version | help
 `
 

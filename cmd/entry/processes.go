@@ -35,6 +35,7 @@ func (e *entry) procfile(ctx context.Context, reaper *supervise.Reaper, sigs <-c
 		Output:        e.out,
 		Health:        e.health,
 		Log:           e.log,
+		Incidents:     e.ops.incidents,
 	})
 }
 

@@ -47,7 +47,9 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 		}
 		if err != nil {
 			e.log.Error(err.Error())
-			return release.ExitStatus(err), false
+			status := release.ExitStatus(err)
+			e.ops.releaseFailed("", status, err)
+			return status, false
 		}
 		lock = l
 		defer lock.Release(context.Background())
@@ -57,8 +59,10 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	var stopped *int
 	rctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
+	var step string // the last step started, named in a report
 	status, err := release.Run(rctx, lock, e.plan.Release.Steps, func(ctx context.Context, s release.Step) (int, error) {
-		res, st, err := e.runMain(ctx, reaper, sigs, s.Name, e.command(s.Command), 0)
+		step = s.Name
+		res, st, err := e.runMain(ctx, reaper, sigs, s.Name, e.tee(e.command(s.Command), s.Name), 0)
 		if err == nil && res.StopSignal != nil {
 			stopped = &st
 			abort(errStopped) // no further step starts
@@ -74,6 +78,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	}
 	if status != 0 {
 		e.log.Error("release failed: no process is started", "status", status)
+		e.ops.releaseFailed(step, status, err)
 	}
 	return status, status == 0
 }

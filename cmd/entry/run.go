@@ -43,7 +43,7 @@ func parseArgs(args []string) (invocation, error) {
 			return invocation{}, errors.New("'--' must be followed by a command")
 		}
 		return invocation{verb: "run", argv: args[1:]}, nil
-	case "wait", "check", "config", "version", "help":
+	case "wait", "check", "config", "version", "help", "health":
 		if len(args) > 1 && a != "help" {
 			return invocation{}, fmt.Errorf("%s takes no arguments (to run a program called %s, use entry -- %s)", a, a, a)
 		}
@@ -76,6 +76,8 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	case "help":
 		printHelp(stdout)
 		return 0
+	case "health":
+		return health(ctx, environ, stdout, stderr)
 	}
 	mode := plan.Command
 	switch inv.verb {
@@ -120,6 +122,10 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		return check(ctx, stdout, p)
 	}
 	e := &entry{plan: p, log: log, environ: environ, stdout: stdout, stderr: stderr, out: out}
+	if status := e.startOps(); status != 0 {
+		return status
+	}
+	defer e.ops.flush()
 	return e.main(ctx, inv)
 }
 
@@ -131,6 +137,7 @@ type entry struct {
 	stdout, stderr io.Writer
 	out            *supervise.Output
 	health         *supervise.Health
+	ops            *opsRun // reports and death causes (ops.go)
 }
 
 func (e *entry) main(ctx context.Context, inv invocation) int {
@@ -202,12 +209,14 @@ func (e *entry) serveHealth(addr string) (func(), error) {
 func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = e.environ
+	mark := e.ops.mark()
 	res, status, err := e.runMain(ctx, reaper, sigs, filepath.Base(argv[0]), cmd, e.plan.Stop.Delay)
 	if err != nil {
 		e.log.Error(err.Error(), "status", status)
 		return status
 	}
-	e.log.Info(fmt.Sprintf("%s %s: exiting with status %d", argv[0], res.Exit, status))
+	cause := e.ops.mainExited(argv[0], res.Exit, res.StopSignal != nil, mark)
+	e.log.Info(fmt.Sprintf("%s %s: exiting with status %d", argv[0], res.Exit, status), cause...)
 	return status
 }
 
@@ -216,7 +225,9 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 // a release step does not serve). status is what entry reports for it: its exit status,
 // 126/127 when it could not be started.
 func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, name string, cmd *exec.Cmd, delay time.Duration) (res supervise.Result, status int, err error) {
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	if cmd.Stdout == nil { // else tee'd (ops.go)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
+	}
 	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.RunOptions{
 		Stop:          supervise.StopPolicy{Signal: e.plan.Stop.Signal, Timeout: e.plan.Stop.Timeout},
 		Log:           e.log,

@@ -47,6 +47,7 @@ func (e *entry) wait(ctx context.Context, sigs <-chan os.Signal) int {
 	}
 	// A *readiness.PermanentError's text already carries its hint.
 	e.log.Error(err.Error())
+	e.ops.dependencyFailed(err, e.plan.Dependencies)
 	return exitUnavailable
 }
 

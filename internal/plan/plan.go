@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/entry-dev/entry/internal/privilege"
 	"github.com/entry-dev/entry/internal/redact"
 	"github.com/entry-dev/entry/procfile"
 	"github.com/entry-dev/entry/readiness"
@@ -39,6 +40,10 @@ type Plan struct {
 
 	HealthAddr string // "" when off
 	Log        Log
+
+	User   *privilege.User // nil: entry stays who it is
+	Chown  []string        // directories given to User first
+	Sentry *Sentry         // nil: no reports
 }
 
 // Dependency is one service to wait for.
@@ -140,6 +145,10 @@ type builder struct {
 // Build reads environ (as os.Environ returns it), the _FILE files and, as mode asks, the
 // Procfile, and returns the plan. The error, an *Errors, lists every invalid input at once.
 func Build(environ []string, mode Mode) (*Plan, error) {
+	return build(environ, mode, accounts{passwd: "/etc/passwd", group: "/etc/group"})
+}
+
+func build(environ []string, mode Mode, acc accounts) (*Plan, error) {
 	b := &builder{env: newEnv(environ)}
 	b.spec = load(b.env, &b.errs)
 	s := &b.spec
@@ -231,6 +240,7 @@ func Build(environ []string, mode Mode) (*Plan, error) {
 	p.Stop.Warnings = p.Stop.budgetWarnings(p.Processes)
 	p.Warnings = append(p.Warnings, p.Stop.Warnings...)
 	p.Release = b.release(entries, p.Dependencies, p.Secrets)
+	b.operations(p, acc)
 
 	for _, name := range b.env.Names() {
 		if strings.HasPrefix(name, "ENTRY_") && !known(name) {
@@ -307,6 +317,7 @@ func (b *builder) durations() {
 		{"ENTRY_STOP_TIMEOUT", s.StopTimeout, true},
 		{"ENTRY_SHUTDOWN_DELAY", s.ShutdownDelay, true},
 		{"ENTRY_STOP_BUDGET", s.StopBudget, true},
+		{"ENTRY_SENTRY_TIMEOUT", s.SentryTimeout, false},
 	} {
 		if b.errs.has(d.name) {
 			continue

@@ -83,4 +83,18 @@ func (p *Plan) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "health: %s\n", health)
 	fmt.Fprintf(w, "log: %s, level %s\n", p.Log.Format, strings.ToLower(p.Log.Level.String()))
+	user := "entry's own"
+	if p.User != nil {
+		user = escape(p.User.String(), 0)
+		if len(p.Chown) > 0 {
+			user += ", given " + escape(strings.Join(p.Chown, ", "), 0)
+		}
+	}
+	fmt.Fprintf(w, "user: %s\n", user)
+	if s := p.Sentry; s != nil {
+		o := s.Options
+		fmt.Fprintf(w, "sentry: %s (from %s), release %q, environment %q, timeout %s\n", escape(s.host(), 0), s.From, escape(o.Release, 0), escape(o.Environment, 0), o.Timeout)
+	} else {
+		fmt.Fprintln(w, "sentry: off")
+	}
 }

@@ -46,6 +46,12 @@ type Spec struct {
 	HealthAddr string `env:"ENTRY_HEALTH_ADDR" desc:"address of the optional HTTP health listener (/livez, /readyz, /status), e.g. :8081"`
 	LogFormat  string `env:"ENTRY_LOG_FORMAT" default:"text" desc:"text or json"`
 	LogLevel   string `env:"ENTRY_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+
+	User          string        `env:"ENTRY_USER" desc:"started as root: become this user (name, uid or uid:gid) at start, for the wait, the release and every process"`
+	Chown         string        `env:"ENTRY_CHOWN" desc:"directories (comma separated) given to ENTRY_USER first, not recursively, e.g. /app/media"`
+	Sentry        bool          `env:"ENTRY_SENTRY" default:"true" desc:"false turns the Sentry reports off"`
+	SentryDSN     string        `env:"ENTRY_SENTRY_DSN" shown:"SENTRY_DSN" desc:"a Sentry DSN for entry's reports only"`
+	SentryTimeout time.Duration `env:"ENTRY_SENTRY_TIMEOUT" default:"2s" desc:"bound on sending the reports; at exit entry waits at most this long for them"`
 }
 
 // Variables that are not fields of Spec: read by name, listed by Help.
@@ -65,6 +71,8 @@ var appVars = [][3]string{
 	{"POSTGRES_HOST", "postgres", "used with POSTGRES_PORT (5432), _USER (postgres), _PASSWORD, _DB (= user) when DATABASE_URL is unset; _PASSWORD/_USER/_DB also as _FILE"},
 	{"CELERY_BROKER_URL", "-", "Celery broker (amqp, amqps, pyamqp, redis, rediss); also CELERY_BROKER_URL_FILE"},
 	{"REDIS_URL", "-", "Redis URL (redis, rediss); also REDIS_URL_FILE"},
+	{"SENTRY_DSN", "-", "report entry's incidents (dependency refused or absent, failed release, lost lock, crash loop, process killed) to this Sentry project"},
+	{"SENTRY_RELEASE, SENTRY_ENVIRONMENT", "-", "release and environment of the reports, as the app's SDK uses them"},
 }
 
 // maxValue bounds any single variable's value but ENTRY_RELEASE's and ENTRY_WAIT's (lists).

@@ -36,6 +36,14 @@ func (b *Buffer) String() string {
 // wakes on writes, not on a timer.
 func (b *Buffer) WaitFor(t testing.TB, s string, d time.Duration) {
 	t.Helper()
+	if !b.Await(s, d) {
+		t.Fatalf("no %q in the output after %v", s, d)
+	}
+}
+
+// Await blocks until the buffer holds s and reports true, or reports false
+// after d.
+func (b *Buffer) Await(s string, d time.Duration) bool {
 	deadline := time.After(d)
 	for {
 		b.mu.Lock()
@@ -46,12 +54,12 @@ func (b *Buffer) WaitFor(t testing.TB, s string, d time.Duration) {
 		changed := b.changed
 		b.mu.Unlock()
 		if found {
-			return
+			return true
 		}
 		select {
 		case <-changed:
 		case <-deadline:
-			t.Fatalf("no %q in the output after %v", s, d)
+			return false
 		}
 	}
 }
