@@ -54,7 +54,11 @@ func (d *drain) hold(sig syscall.Signal) bool {
 }
 
 // end stops the delay, if it runs: its time is over, or the stop comes
-// from elsewhere (a failed process, a cancelled context).
+// from elsewhere (a failed process, a cancelled context). Health then says
+// stopping, as the stop signals go out.
 func (d *drain) end() {
-	d.C = nil
+	if d.C != nil {
+		d.C = nil
+		d.health.SetPhase("stopping")
+	}
 }

@@ -48,6 +48,9 @@ func TestDrainHold(t *testing.T) {
 		if d.hold(second) || d.C != nil {
 			t.Errorf("%s during the delay did not end it", SignalName(second))
 		}
+		if why := h.notReady(); why != "phase stopping" {
+			t.Errorf("after the delay: not ready because %q, want phase stopping", why)
+		}
 		if d.hold(syscall.SIGTERM) {
 			t.Errorf("the delay ran twice")
 		}
