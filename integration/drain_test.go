@@ -179,7 +179,7 @@ defaults
     timeout connect 1s
     timeout client 30s
     timeout server 30s
-    timeout check 1s
+    timeout check 2s
     retries 0
 
 frontend web
@@ -285,8 +285,10 @@ func (hp *haproxy) waitStatus(t *testing.T, i int, want string, p *djangoEntry) 
 	}
 }
 
-// load is a bounded load loop on loopback: a few clients sending GET / through HAProxy
-// back to back until cancelled (or a generous cap is reached).
+// load is a bounded load loop on loopback: a few clients sending GET / through HAProxy,
+// each at most one request per loadEvery, until cancelled (or a generous cap is reached).
+// The pace leaves the two cores to the replicas, so that a slow check does not take them
+// all out at once.
 type load struct {
 	sent, failed atomic.Int64
 	done         chan struct{}
@@ -296,6 +298,7 @@ type load struct {
 
 const (
 	loadClients = 6
+	loadEvery   = 10 * time.Millisecond
 	loadCap     = 200_000 // requests: a bound, should the test's own deadline not come
 )
 
@@ -307,7 +310,14 @@ func startLoad(ctx context.Context, addr string) *load {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			tick := time.NewTicker(loadEvery)
+			defer tick.Stop()
 			for ctx.Err() == nil && l.sent.Load() < loadCap {
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+					return
+				}
 				err := l.get(client, "http://"+addr+"/")
 				l.sent.Add(1)
 				if err != nil {
