@@ -27,7 +27,15 @@ type nsEntry struct {
 // startPID1 starts entry as PID 1 with env and args and returns once it runs.
 func startPID1(t *testing.T, env []string, args ...string) *nsEntry {
 	t.Helper()
-	cmd := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", entryBin}, args...)...)
+	return startPID1Via(t, nil, env, args...)
+}
+
+// startPID1Via is startPID1 with unshare run by prefix, a command that execs its
+// arguments (ip netns exec NAME, to start entry in a network namespace).
+func startPID1Via(t *testing.T, prefix []string, env []string, args ...string) *nsEntry {
+	t.Helper()
+	argv := append(append(prefix[:len(prefix):len(prefix)], "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", entryBin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = cleanEnv(env...)
 	n := &nsEntry{t: t, cmd: cmd, out: &proctest.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.out, n.out

@@ -49,8 +49,20 @@ func Run(ctx context.Context, lock *Lock, steps []Step, run func(ctx context.Con
 		}()
 	}
 
+	// lost reads the lock's state itself: the goroutine above may not have passed a loss on
+	// yet, and a step must not start on a lock already gone.
+	lost := func() error {
+		if lock != nil {
+			select {
+			case <-lock.Lost():
+				return lock.cause()
+			default:
+			}
+		}
+		return context.Cause(ctx)
+	}
 	for _, s := range steps {
-		if cause := context.Cause(ctx); cause != nil {
+		if cause := lost(); cause != nil {
 			if errors.Is(cause, ErrLockLost) {
 				return ExitLockLost, fmt.Errorf("release step %s not started: %w", s.Name, cause)
 			}
@@ -61,7 +73,7 @@ func Run(ctx context.Context, lock *Lock, steps []Step, run func(ctx context.Con
 		status, err := run(ctx, s)
 		took := time.Since(start).Round(time.Millisecond)
 
-		if cause := context.Cause(ctx); errors.Is(cause, ErrLockLost) {
+		if cause := lost(); errors.Is(cause, ErrLockLost) {
 			log.Error("release step stopped: lock lost", "step", s.Name, "status", status, "duration", took)
 			return ExitLockLost, fmt.Errorf("release step %s: %w", s.Name, cause)
 		}

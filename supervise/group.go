@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +37,11 @@ type GroupOptions struct {
 	Health        *Health
 	Log           *slog.Logger
 	Incidents     *Incidents // explains and reports deaths; nil: none
+
+	// Standby lists process types held in standby until a Lease from Leases
+	// lets them run (see Lease).
+	Standby []string
+	Leases  <-chan Lease
 }
 
 // waitDelay bounds how long a process's output is still read after it
@@ -95,7 +101,7 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 		if p.Stop.Signal == 0 {
 			p.Stop.Signal = syscall.SIGTERM
 		}
-		g.members = append(g.members, &member{Process: p, state: StateStarting})
+		g.members = append(g.members, &member{Process: p, state: StateStarting, standby: slices.Contains(opt.Standby, p.Type)})
 		if opt.Output != nil {
 			opt.Output.Reserve(p.Name)
 		}
@@ -106,7 +112,11 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 		return 0
 	}
 	for _, m := range g.members {
-		if !g.stopping {
+		switch {
+		case g.stopping:
+		case m.standby:
+			g.transition(m, StateStandby, slog.LevelInfo, "process in standby: it runs in one replica at a time")
+		default:
 			g.start(m)
 		}
 	}
@@ -115,11 +125,18 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 	for g.running() {
 		select {
 		case ev := <-g.events:
-			if ev.due {
-				g.restart(ev.m)
-			} else {
+			switch {
+			case ev.kill:
+				g.killRevoked(ev.m, ev.run)
+			case ev.due:
+				if ev.run == ev.m.runs {
+					g.restart(ev.m)
+				}
+			default:
 				g.exited(ev.m, ev.exit)
 			}
+		case l := <-g.opt.Leases:
+			g.lease(l)
 		case s := <-sigs:
 			sig, _ := s.(syscall.Signal)
 			switch Classify(s, true) {
@@ -163,6 +180,9 @@ type member struct {
 	sent     uint64        // signals sent during the stop, as a bit mask
 	killed   bool          // got SIGKILL at the deadline
 	tidied   chan struct{} // closed once the last run left nothing behind
+	standby  bool          // runs only while the group holds a lease for its type
+	revoked  bool          // its lease was revoked: once exited, back to standby
+	runs     int           // counts its starts, so that a timer of an earlier run is ignored
 
 	// reaped is set once the process is gone, while its output is still
 	// being drained: its pid, and maybe its group id, are free for reuse.
@@ -177,6 +197,8 @@ type event struct {
 	m    *member
 	exit Exit
 	due  bool // the backoff before a restart is over
+	kill bool // the grace of a revoked process is over
+	run  int  // member.runs when the timer was set
 }
 
 type group struct {
@@ -195,6 +217,7 @@ type group struct {
 	request  string // what asked for the stop, when something did
 	cause    string // what stopped the group by itself
 	status   int
+	leases   map[string]chan<- struct{} // Lease.Done of each type currently leased
 }
 
 // transition is the one place a process changes state: it records the
@@ -219,7 +242,7 @@ func (g *group) transition(m *member, to State, level slog.Level, msg string, at
 // running reports whether the loop has anything left to wait for.
 func (g *group) running() bool {
 	for _, m := range g.members {
-		if m.alive() || (!g.stopping && m.state == StateBackoff) {
+		if m.alive() || (!g.stopping && (m.state == StateBackoff || m.state == StateStandby)) {
 			return true
 		}
 	}
@@ -266,6 +289,7 @@ func (g *group) start(m *member) {
 		p.started()
 	}
 	m.cmd, m.started, m.sent, m.killed = cmd, time.Now(), 0, false
+	m.runs++
 	m.tidied = make(chan struct{})
 	if m.restarts == 0 {
 		g.transition(m, StateRunning, slog.LevelInfo, "process started", "pid", cmd.Process.Pid)
@@ -387,6 +411,11 @@ func (g *group) exited(m *member, e Exit) {
 	// The pidfd now, not at the next garbage collection.
 	_ = m.cmd.Process.Release()
 	attrs := []any{"pid", e.Pid, "exit", e.String()}
+	defer g.settleLease(m.Type)
+	if m.revoked && !g.stopping {
+		g.backToStandby(m, attrs)
+		return
+	}
 	if g.stopping {
 		switch {
 		case m.killed:
@@ -414,7 +443,7 @@ func (g *group) exited(m *member, e Exit) {
 	case d.restart:
 		m.restarts++
 		g.transition(m, StateBackoff, slog.LevelInfo, "restarting process", "restart", m.restarts, "backoff", d.delay.Round(time.Millisecond))
-		tidied := m.tidied
+		tidied, run := m.tidied, m.runs
 		go func() {
 			// Not before the backoff, nor before what the last run left
 			// behind is gone.
@@ -429,7 +458,7 @@ func (g *group) exited(m *member, e Exit) {
 				return
 			}
 			select {
-			case g.events <- event{m: m, due: true}:
+			case g.events <- event{m: m, due: true, run: run}:
 			case <-g.quit:
 			}
 		}()
@@ -470,13 +499,14 @@ func (g *group) stop(sig syscall.Signal, reason string) {
 	n := 0
 	for _, m := range g.members {
 		switch m.state {
-		case StateBackoff, StateStarting:
+		case StateBackoff, StateStarting, StateStandby:
 			g.transition(m, StateExited, 0, "")
 		case StateRunning:
 			n++
 		}
 	}
 	g.log.Info("stopping", "reason", reason, "processes", n, "timeout", g.graces())
+	defer g.settleLeases()
 	for _, m := range g.members {
 		if m.state != StateRunning {
 			continue

@@ -66,6 +66,8 @@ func groupMain(args []string) int {
 	stopSigs := fs.String("stop", "", "type=SIGNAL,... stop signals")
 	release := fs.String("release", "", "a shell command run through Run first, on the terminal, as a release step")
 	showPidfds := fs.Bool("pidfds", false, "print how many pidfds are open at the end")
+	standby := fs.String("standby", "", "types held in standby, comma separated")
+	leaseFIFO := fs.String("leases", "", `FIFO of lines "grant TYPE" or "revoke TYPE"`)
 	if err := fs.Parse(args); err != nil {
 		return 64
 	}
@@ -150,6 +152,8 @@ func groupMain(args []string) int {
 		Output:        out,
 		Health:        h,
 		Log:           log,
+		Standby:       strings.FieldsFunc(*standby, func(r rune) bool { return r == ',' }),
+		Leases:        helperLeases(*leaseFIFO, log),
 	})
 	if *showPidfds {
 		fmt.Fprintf(os.Stderr, "pidfds=%d\n", pidfds())
@@ -494,4 +498,35 @@ func (g *groupRun) output() string {
 		g.t.Fatal(err)
 	}
 	return string(b)
+}
+
+// helperLeases feeds the group the leases written to the FIFO at path, and
+// logs "lease done" when the group closes a grant's Done.
+func helperLeases(path string, log *slog.Logger) <-chan Lease {
+	if path == "" {
+		return nil
+	}
+	leases := make(chan Lease)
+	f, err := os.OpenFile(path, os.O_RDWR, 0) // read-write: no end of file when the writer closes
+	if err != nil {
+		log.Error("leases", "err", err)
+		return nil
+	}
+	go func() {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			verb, typ, _ := strings.Cut(sc.Text(), " ")
+			l := Lease{Type: typ, Held: verb == "grant"}
+			if l.Held {
+				done := make(chan struct{})
+				l.Done = done
+				go func() {
+					<-done
+					log.Info("lease done", "type", typ)
+				}()
+			}
+			leases <- l
+		}
+	}()
+	return leases
 }

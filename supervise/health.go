@@ -10,7 +10,9 @@ import (
 
 // State is where a process is in its life, as /status shows it. A process
 // goes starting → running → (stopping →) exited, and from exited to backoff
-// and starting again when it is restarted; only group.transition changes it.
+// and starting again when it is restarted; a singleton (GroupOptions.Standby)
+// waits in standby until its lease comes, and goes back to standby when the
+// lease is revoked and it has exited. Only group.transition changes it.
 type State string
 
 const (
@@ -19,6 +21,7 @@ const (
 	StateBackoff  State = "backoff"
 	StateStopping State = "stopping"
 	StateExited   State = "exited"
+	StateStandby  State = "standby"
 )
 
 // Health records entry's phase ("waiting", "release", "running",
@@ -99,6 +102,9 @@ func (h *Health) update(name string, state State, pid, restarts int, last *Exit)
 	if pid != 0 {
 		p.Pid = pid
 	}
+	if state == StateStandby {
+		p.Pid = 0 // it runs in another replica, if anywhere
+	}
 	p.Restarts = restarts
 	if last != nil {
 		p.LastExit = &exitState{Status: last.Status(), Reason: last.String(), At: now}
@@ -114,7 +120,8 @@ func (h *Health) notReady() string {
 		return "phase " + h.phase
 	}
 	for _, p := range h.procs {
-		if p.State != StateRunning {
+		// A singleton that runs in another replica does not make this one unready.
+		if p.State != StateRunning && p.State != StateStandby {
 			return p.Name + " " + string(p.State)
 		}
 	}

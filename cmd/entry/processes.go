@@ -29,14 +29,17 @@ func (e *entry) procfile(ctx context.Context, reaper *supervise.Reaper, sigs <-c
 		})
 	}
 	r := e.plan.Restart
-	return supervise.RunGroup(ctx, reaper, procs, sigs, supervise.GroupOptions{
+	opt := supervise.GroupOptions{
 		Restart:       supervise.Restart{Policy: r.Policy, Limit: r.Limit, Window: r.Window},
 		ShutdownDelay: e.plan.Stop.Delay,
 		Output:        e.out,
 		Health:        e.health,
 		Log:           e.log,
 		Incidents:     e.ops.incidents,
-	})
+	}
+	stop := e.singletons(ctx, &opt)
+	defer stop()
+	return supervise.RunGroup(ctx, reaper, procs, sigs, opt)
 }
 
 // childEnv is entry's environment for the Procfile's children, plus PYTHONUNBUFFERED=1

@@ -84,6 +84,10 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 }
 
 func appName() string {
+	return strings.TrimSpace("entry release " + hostname())
+}
+
+func hostname() string {
 	host, _ := os.Hostname()
-	return strings.TrimSpace("entry release " + host)
+	return host
 }

@@ -188,6 +188,12 @@ func (e *entry) main(ctx context.Context, inv invocation) int {
 			return status
 		}
 	}
+	if e.plan.WaitCommand != nil {
+		e.health.SetPhase("waiting")
+		if status, ok := e.waitCommand(ctx, reaper, sigs); !ok {
+			return status
+		}
+	}
 	e.health.SetPhase("running")
 	if inv.verb == "procfile" {
 		return e.procfile(ctx, reaper, sigs)

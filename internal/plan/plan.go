@@ -32,11 +32,14 @@ type Plan struct {
 
 	Wait    Wait
 	Release Release
+	// WaitCommand, when set, must exit 0 before the processes start.
+	WaitCommand *WaitCommand
 
 	Procfile  string    // the Procfile's path, as ENTRY_PROCFILE gives it
 	Processes []Process // the Procfile's instances; empty when a command is given
 	Stop      Stop      // the main process's stop, every type without its own signal or grace, and the budget
 	Restart   Restart
+	Singleton *Singleton // nil: every type runs in every replica
 
 	HealthAddr string // "" when off
 	Log        Log
@@ -241,6 +244,10 @@ func build(environ []string, mode Mode, acc accounts) (*Plan, error) {
 	p.Warnings = append(p.Warnings, p.Stop.Warnings...)
 	p.Release = b.release(entries, p.Dependencies, p.Secrets)
 	b.operations(p, acc)
+	p.WaitCommand = b.waitCommand(p.Dependencies, p.Secrets)
+	var warn []string
+	p.Singleton, warn = b.singleton(entries, p.Dependencies)
+	p.Warnings = append(p.Warnings, warn...)
 
 	for _, name := range b.env.Names() {
 		if strings.HasPrefix(name, "ENTRY_") && !known(name) {

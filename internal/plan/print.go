@@ -53,6 +53,18 @@ func (p *Plan) Print(w io.Writer) {
 		}
 	}
 
+	if c := p.WaitCommand; c != nil {
+		watch := "no release lock to watch (no Postgres dependency)"
+		if c.Lock != nil {
+			watch = fmt.Sprintf("never while another replica holds advisory lock %d on %s", c.Lock.Key, c.Lock.Target)
+		}
+		timeout := "no timeout"
+		if c.Timeout > 0 {
+			timeout = "within " + c.Timeout.String()
+		}
+		fmt.Fprintf(w, "wait command: %s\n  until it exits 0, %s; %s\n", escape(redact.Command(c.Command, c.Secrets...), 0), timeout, watch)
+	}
+
 	fmt.Fprintln(w, "processes:")
 	if len(p.Processes) == 0 {
 		fmt.Fprintf(w, "  (from the command line; %s has none)\n", escape(p.Procfile, 0))
@@ -62,6 +74,9 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%s\tstop %s, SIGKILL after %s\n", pr.Name, escape(redact.Command(pr.Command, p.Secrets...), 0), supervise.SignalName(pr.Stop), pr.StopTimeout)
 	}
 	tw.Flush()
+	if p.Singleton != nil {
+		fmt.Fprintf(w, "singleton: %s\n", escape(p.Singleton.String(), 0))
+	}
 	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", supervise.SignalName(p.Stop.Signal), p.Stop.Timeout)
 	delay := "none"
 	if p.Stop.Delay > 0 {

@@ -31,6 +31,8 @@ type Spec struct {
 	ReleaseLockTimeout time.Duration `env:"ENTRY_RELEASE_LOCK_TIMEOUT" default:"15m" desc:"how long a replica waits for another one's release to finish"`
 	ReleaseLockKey     int64         `env:"ENTRY_RELEASE_LOCK_KEY" default:"7261645163206162" desc:"the advisory lock key; give unrelated apps sharing a database different keys"`
 	SkipRelease        bool          `env:"ENTRY_SKIP_RELEASE" default:"false" desc:"skip the release steps (for ad-hoc runs: docker compose run web python manage.py shell)"`
+	WaitCommand        string        `env:"ENTRY_WAIT_COMMAND" desc:"command that must exit 0 before the processes start, retried with backoff within ENTRY_WAIT_TIMEOUT, never while another replica holds the release lock (e.g. python manage.py migrate --check)"`
+	Singleton          string        `env:"ENTRY_SINGLETON" desc:"Procfile types that run in one replica at a time, under a Postgres advisory lock (e.g. beat); the others hold them in standby"`
 
 	Procfile      string        `env:"ENTRY_PROCFILE" default:"Procfile" desc:"Procfile used when no command is given"`
 	Processes     string        `env:"ENTRY_PROCESSES" shown:"all but release" desc:"process types to run, comma separated"`
