@@ -8,10 +8,10 @@ cd "$(dirname "$0")"
 # What the tests run: gcc for -race, the servers and their clients, the Django stack from Debian,
 # the inits compared with, unshare and script, the benchmarks' peers, and the Docker tier's
 # engine, Compose and the debootstrap its base images are made with (integration/docker_test.go
-# starts dockerd itself if none is running).
+# starts dockerd itself if none is running), and HAProxy, the load balancer of the drain test.
 packages=(gcc libc6-dev postgresql redis-server redis-tools rabbitmq-server python3 python3-yaml
 	python3-django python3-psycopg2 python3-redis python3-celery gunicorn tini dumb-init
-	util-linux bsdutils procps psmisc supervisor hyperfine docker.io docker-compose debootstrap)
+	util-linux bsdutils procps psmisc supervisor hyperfine docker.io docker-compose debootstrap haproxy)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

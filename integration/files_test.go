@@ -589,12 +589,18 @@ func TestK8sExample(t *testing.T) {
 			if s, ok := env["ENTRY_STOP_TIMEOUT"]; ok {
 				stop = filesDuration(t, where+" ENTRY_STOP_TIMEOUT", s)
 			}
-			// The grace period also covers the preStop hook.
+			// The grace period also covers a preStop hook and entry's shutdown delay.
 			if s := c.Lifecycle.PreStop.Sleep; s != nil {
 				stop += time.Duration(s.Seconds) * time.Second
 			}
+			if s, ok := env["ENTRY_SHUTDOWN_DELAY"]; ok {
+				stop += filesDuration(t, where+" ENTRY_SHUTDOWN_DELAY", s)
+			}
 			if grace <= stop {
-				t.Errorf("%s: terminationGracePeriodSeconds %v <= preStop + ENTRY_STOP_TIMEOUT %v", where, grace, stop)
+				t.Errorf("%s: terminationGracePeriodSeconds %v <= preStop + ENTRY_SHUTDOWN_DELAY + ENTRY_STOP_TIMEOUT %v", where, grace, stop)
+			}
+			if s, ok := env["ENTRY_STOP_BUDGET"]; ok && filesDuration(t, where+" ENTRY_STOP_BUDGET", s) != grace {
+				t.Errorf("%s: ENTRY_STOP_BUDGET %s is not terminationGracePeriodSeconds %v", where, s, grace)
 			}
 
 			if addr, ok := env["ENTRY_HEALTH_ADDR"]; ok {

@@ -216,3 +216,11 @@ func scan(s string) (ws []word, plain, compound bool) {
 	}
 	return ws, plain, compound
 }
+
+// Words splits command into words at unquoted blanks, with quotes removed,
+// as Argv does: what entry reads to recognise a program and its flags in a
+// command it may still hand to the shell. Expansions stay as written.
+func Words(command string) []string {
+	ws, _, _ := scan(command)
+	return words(ws)
+}

@@ -22,21 +22,21 @@ type Process struct {
 	Name  string           // "web.1"
 	Type  string           // "web"
 	Cmd   func() *exec.Cmd // a fresh Cmd for every (re)start; the group sets Stdout/Stderr/SysProcAttr
-	Stop  StopPolicy       // per-type stop signal; Timeout is the group's deadline
+	Stop  StopPolicy       // its type's stop signal, and its grace before SIGKILL
 	Group bool             // deliver the stop signal to the process group (compound shell command)
 }
 
 // GroupOptions configures RunGroup. Output receives the children's lines
 // (nil discards them); Health, when set, records states; Log, when set,
-// receives entry's own lines. StopTimeout is the one grace for all
-// processes between the stop signals and SIGKILL (0 kills at once).
+// receives entry's own lines. ShutdownDelay holds the stop signals back
+// after a SIGTERM (see drain). Each process's grace is its Stop.Timeout.
 type GroupOptions struct {
-	Restart     Restart
-	StopTimeout time.Duration
-	Output      *Output
-	Health      *Health
-	Log         *slog.Logger
-	Incidents   *Incidents // explains and reports deaths; nil: none
+	Restart       Restart
+	ShutdownDelay time.Duration
+	Output        *Output
+	Health        *Health
+	Log           *slog.Logger
+	Incidents     *Incidents // explains and reports deaths; nil: none
 
 	// Standby lists process types held in standby until a Lease from Leases
 	// lets them run (see Lease).
@@ -51,8 +51,11 @@ const waitDelay = 2 * time.Second
 
 // RunGroup starts every process, restarts per policy, and on a stop request
 // (a stop signal from sigs, or ctx) sends each process its own stop signal
-// in parallel, one deadline for all, SIGKILL to stragglers at its end, then
-// cleans up leftover descendants and returns as soon as nothing is left.
+// in parallel, SIGKILL to each straggler at its own deadline (its
+// Stop.Timeout after the stop signals went out), then cleans up leftover
+// descendants and returns as soon as nothing is left. With a
+// ShutdownDelay, a SIGTERM first turns /readyz to 503 and the stop signals
+// go out only after the delay, or at a second stop signal.
 // As in Run, SIGTERM stands for each process's stop signal, and INT and
 // QUIT, chosen by a person, go through as sent. Other signals (HUP, USR1,
 // TTIN...) are forwarded to every process. With Policy "never" the first
@@ -64,7 +67,7 @@ const waitDelay = 2 * time.Second
 // only when Group is set (a shell that stays, see procfile.Argv) do they go
 // to its process group. SIGKILL at the deadline always goes to the process
 // group. When a process exits, whatever it left in its session or group
-// (and below) gets its stop signal, then SIGKILL at StopTimeout, and the
+// (and below) gets its stop signal, then SIGKILL after its grace, and the
 // process is restarted only once all of it is gone: a restart never finds
 // its port held by an orphan of the previous run. The exit is reported at
 // once, with the output the process wrote before it.
@@ -92,6 +95,7 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	g.drain = newDrain(opt.ShutdownDelay, opt.Health, g.log)
 	g.opt.Restart = opt.Restart.withDefaults()
 	for _, p := range procs {
 		if p.Stop.Signal == 0 {
@@ -138,13 +142,17 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 			switch Classify(s, true) {
 			case Stop:
 				if !g.stopping {
-					g.stop(sig, "received "+SignalName(sig))
+					if !g.drain.hold(sig) {
+						g.stop(sig, "received "+SignalName(sig))
+					}
 					continue
 				}
 				g.forward(sig)
 			case Forward:
 				g.forward(sig)
 			}
+		case <-g.drain.C:
+			g.stop(syscall.SIGTERM, "received SIGTERM, after the shutdown delay")
 		case <-done:
 			done = nil
 			g.stop(0, "cancelled")
@@ -154,8 +162,8 @@ func RunGroup(ctx context.Context, r *Reaper, procs []Process, sigs <-chan os.Si
 		}
 	}
 
-	// Whatever the processes left behind gets the rest of the grace.
-	cleanup(r, sigs, &Result{}, g.stopAt.Add(g.opt.StopTimeout), g.log)
+	// Whatever the processes left behind gets the rest of the longest grace.
+	cleanup(r, sigs, &Result{}, g.stopAt.Add(g.longestGrace()), g.log)
 	g.tidy.Wait()
 	return g.finish()
 }
@@ -202,6 +210,7 @@ type group struct {
 	tidy   sync.WaitGroup // the clean-ups of what exited processes left
 
 	members  []*member
+	drain    *drain
 	stopping bool
 	stopAt   time.Time
 	kill     <-chan time.Time
@@ -298,7 +307,7 @@ func (g *group) start(m *member) {
 		left := make(chan struct{})
 		go func() {
 			defer close(left)
-			g.stopLeftovers(m.Name, leader, before, m.Stop.Signal)
+			g.stopLeftovers(m.Name, leader, before, m.Stop)
 		}()
 		// Report the exit once the output it wrote is out, so that
 		// entry's lines about it come after the process's own, but not
@@ -321,10 +330,11 @@ func (g *group) start(m *member) {
 }
 
 // stopLeftovers stops what the process leader of name left behind when it
-// exited (see leftovers): sig now, SIGKILL once the group's grace has
+// exited (see leftovers): its stop signal now, SIGKILL once its grace has
 // passed, and returns once none is left, or gives up killGrace later.
-func (g *group) stopLeftovers(name string, leader int, before uint64, sig syscall.Signal) {
-	kill := time.Now().Add(g.opt.StopTimeout)
+func (g *group) stopLeftovers(name string, leader int, before uint64, stop StopPolicy) {
+	sig := stop.Signal
+	kill := time.Now().Add(stop.Timeout)
 	giveUp := kill.Add(killGrace)
 	signalled := make(map[int]bool)
 	logged := false
@@ -474,14 +484,14 @@ func (g *group) fail(cause string, status int) {
 }
 
 // stop sends every live process its stop signal, translated from sig when
-// a signal asked for the stop, and arms the one deadline.
+// a signal asked for the stop, and arms the first of their deadlines.
 func (g *group) stop(sig syscall.Signal, reason string) {
 	if g.stopping {
 		return
 	}
+	g.drain.end()
 	g.stopping = true
 	g.stopAt = time.Now()
-	g.kill = time.After(g.opt.StopTimeout)
 	if g.cause == "" {
 		g.request = reason
 	}
@@ -495,7 +505,7 @@ func (g *group) stop(sig syscall.Signal, reason string) {
 			n++
 		}
 	}
-	g.log.Info("stopping", "reason", reason, "processes", n, "timeout", g.opt.StopTimeout)
+	g.log.Info("stopping", "reason", reason, "processes", n, "timeout", g.graces())
 	defer g.settleLeases()
 	for _, m := range g.members {
 		if m.state != StateRunning {
@@ -508,6 +518,7 @@ func (g *group) stop(sig syscall.Signal, reason string) {
 		g.transition(m, StateStopping, 0, "")
 		g.signal(m, s)
 	}
+	g.armKill()
 }
 
 // forward passes a signal on to every live process.
@@ -538,18 +549,20 @@ func (g *group) signal(m *member, sig syscall.Signal) {
 }
 
 func (g *group) killStragglers() {
+	now := time.Now()
 	for _, m := range g.members {
-		if !m.alive() || m.reaped.Load() {
+		if !m.alive() || m.killed || m.reaped.Load() || now.Before(g.deadline(m)) {
 			continue
 		}
 		pid := m.cmd.Process.Pid
-		g.log.Warn("process did not stop in time, sending SIGKILL", "process", m.Name, "pid", pid, "timeout", g.opt.StopTimeout)
+		g.log.Warn("process did not stop in time, sending SIGKILL", "process", m.Name, "pid", pid, "timeout", m.Stop.Timeout)
 		m.killed = true
 		// The leader is not reaped, so its group id is not free for reuse;
 		// the pidfd reaches it even if it left its group.
 		_ = unix.Kill(-pid, unix.SIGKILL)
 		_ = m.cmd.Process.Kill()
 	}
+	g.armKill()
 }
 
 // clean reports whether a process ended as asked: status 0, or the signal
@@ -574,7 +587,7 @@ func (g *group) finish() int {
 		for _, m := range g.members {
 			if m.killed {
 				g.status = Status(unix.SIGKILL)
-				g.request += fmt.Sprintf("; %s did not stop within %s and was killed", m.Name, g.opt.StopTimeout)
+				g.request += fmt.Sprintf("; %s did not stop within %s and was killed", m.Name, m.Stop.Timeout)
 				break
 			}
 		}

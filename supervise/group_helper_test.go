@@ -59,6 +59,8 @@ func groupMain(args []string) int {
 	initial := fs.Duration("initial", 50*time.Millisecond, "first backoff")
 	maxDelay := fs.Duration("max", time.Second, "longest backoff")
 	timeout := fs.Duration("timeout", 5*time.Second, "stop timeout")
+	timeouts := fs.String("timeouts", "", "type=DURATION,... stop timeouts of some types")
+	delay := fs.Duration("delay", 0, "shutdown delay")
 	format := fs.String("format", "text", "text or json")
 	health := fs.Bool("health", false, "serve health on a free port")
 	stopSigs := fs.String("stop", "", "type=SIGNAL,... stop signals")
@@ -100,14 +102,23 @@ func groupMain(args []string) int {
 		typ, name, _ := strings.Cut(kv, "=")
 		stop[typ] = unix.SignalNum(name)
 	}
+	grace := map[string]time.Duration{}
+	for _, kv := range strings.FieldsFunc(*timeouts, func(r rune) bool { return r == ',' }) {
+		typ, d, _ := strings.Cut(kv, "=")
+		grace[typ], _ = time.ParseDuration(d)
+	}
 	var procs []Process
 	for _, e := range entries {
+		t, ok := grace[e.Type]
+		if !ok {
+			t = *timeout
+		}
 		argv, group := procfile.Argv(e.Command)
 		procs = append(procs, Process{
 			Name:  e.Type + ".1",
 			Type:  e.Type,
 			Cmd:   func() *exec.Cmd { return exec.Command(argv[0], argv[1:]...) },
-			Stop:  StopPolicy{Signal: stop[e.Type], Timeout: *timeout},
+			Stop:  StopPolicy{Signal: stop[e.Type], Timeout: t},
 			Group: group,
 		})
 	}
@@ -136,13 +147,13 @@ func groupMain(args []string) int {
 	}
 	h.SetPhase("running")
 	status := RunGroup(ctx, r, procs, sigs, GroupOptions{
-		Restart:     Restart{Policy: *policy, Limit: *limit, Window: *window, Initial: *initial, Max: *maxDelay},
-		StopTimeout: *timeout,
-		Output:      out,
-		Health:      h,
-		Log:         log,
-		Standby:     strings.FieldsFunc(*standby, func(r rune) bool { return r == ',' }),
-		Leases:      helperLeases(*leaseFIFO, log),
+		Restart:       Restart{Policy: *policy, Limit: *limit, Window: *window, Initial: *initial, Max: *maxDelay},
+		ShutdownDelay: *delay,
+		Output:        out,
+		Health:        h,
+		Log:           log,
+		Standby:       strings.FieldsFunc(*standby, func(r rune) bool { return r == ',' }),
+		Leases:        helperLeases(*leaseFIFO, log),
 	})
 	if *showPidfds {
 		fmt.Fprintf(os.Stderr, "pidfds=%d\n", pidfds())

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,6 +74,8 @@ func pid1Main(args []string) int {
 	stress := fs.Int("stress", 0, "start this many children through the reaper instead of Run")
 	debug := fs.Bool("debug", false, "debug logging")
 	release := fs.String("release", "", "a shell command run through Run first, as a release step")
+	delay := fs.Duration("delay", 0, "shutdown delay")
+	health := fs.Bool("health", false, "serve health on a free port")
 	if err := fs.Parse(args); err != nil {
 		return 64
 	}
@@ -90,6 +94,16 @@ func pid1Main(args []string) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := NewReaper(ctx, chld, log)
+	h := NewHealth()
+	if *health {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Error("health", "err", err)
+			return 1
+		}
+		go http.Serve(ln, h.Handler())
+		fmt.Fprintln(os.Stderr, "health", ln.Addr())
+	}
 	fmt.Fprintln(os.Stderr, "pid1 up")
 
 	if *stress > 0 {
@@ -121,7 +135,8 @@ func pid1Main(args []string) int {
 			stop()
 		}()
 	}
-	res, err := Run(runCtx, r, cmd, sigs, RunOptions{Stop: policy, Log: log})
+	h.SetPhase("running")
+	res, err := Run(runCtx, r, cmd, sigs, RunOptions{Stop: policy, Log: log, ShutdownDelay: *delay, Health: h})
 	var se *StartError
 	if errors.As(err, &se) {
 		log.Error("cannot start", "err", err)

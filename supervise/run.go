@@ -32,11 +32,15 @@ type Result struct {
 // the main process's stdout and stderr as records named Name, unless its
 // stdin is a terminal (an interactive program needs the terminal itself).
 // Otherwise the main process writes to cmd.Stdout and cmd.Stderr directly.
+// ShutdownDelay holds the stop signal back after a SIGTERM, with Health
+// (when set) not ready meanwhile (see drain).
 type RunOptions struct {
-	Stop   StopPolicy
-	Log    *slog.Logger
-	Output *Output
-	Name   string
+	Stop          StopPolicy
+	Log           *slog.Logger
+	Output        *Output
+	Name          string
+	ShutdownDelay time.Duration
+	Health        *Health
 }
 
 // StartError is a main process that could not be started. Status is the
@@ -73,6 +77,10 @@ const killGrace = 5 * time.Second
 // exited, whatever it left behind gets SIGTERM and then SIGKILL when the
 // deadline passes: the timeout after the stop request or after the exit,
 // whichever came first. Run returns as soon as no child is left.
+//
+// With opt.ShutdownDelay, a SIGTERM first makes opt.Health not ready and
+// holds the stop signal back for the delay (a second SIGTERM, or INT or
+// QUIT, cuts it short); the timeout starts when the signal goes out.
 //
 // When stdin is entry's controlling terminal, the main process's group gets
 // the terminal's foreground while it runs, and entry takes it back when it
@@ -112,6 +120,7 @@ func Run(ctx context.Context, r *Reaper, cmd *exec.Cmd, sigs <-chan os.Signal, o
 		stopAt time.Time
 		kill   <-chan time.Time
 		done   = ctx.Done()
+		drain  = newDrain(opt.ShutdownDelay, opt.Health, log)
 	)
 	send := func(sig syscall.Signal) {
 		if err := p.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -119,6 +128,7 @@ func Run(ctx context.Context, r *Reaper, cmd *exec.Cmd, sigs <-chan os.Signal, o
 		}
 	}
 	begin := func(sig syscall.Signal, why string) {
+		drain.end()
 		stopAt = time.Now()
 		kill = time.After(stop.Timeout)
 		log.Info("stopping main process", "pid", p.Pid, "signal", SignalName(sig), "timeout", stop.Timeout, "reason", why)
@@ -135,11 +145,19 @@ wait:
 				continue
 			case Stop:
 				if stopAt.IsZero() {
-					res.StopSignal = s
+					if res.StopSignal == nil {
+						res.StopSignal = s
+					}
+					if drain.hold(sig) {
+						continue
+					}
 					begin(translate(sig, stop.Signal), "received "+SignalName(sig))
 				}
 			}
 			send(translate(sig, stop.Signal))
+		case <-drain.C:
+			begin(stop.Signal, "received SIGTERM, after the shutdown delay")
+			send(stop.Signal)
 		case <-done:
 			done = nil
 			if stopAt.IsZero() {

@@ -65,10 +65,7 @@ func (g *group) lease(l Lease) {
 			if g.stopping {
 				continue // already told to stop, under the group's deadline
 			}
-			grace := g.opt.StopTimeout
-			if m.Stop.Timeout > 0 {
-				grace = m.Stop.Timeout // a type's own grace, when it has one
-			}
+			grace := m.Stop.Timeout // its type's own grace
 			g.transition(m, StateStopping, slog.LevelWarn, "singleton lock lost: stopping at once", "pid", m.cmd.Process.Pid, "timeout", grace)
 			g.signal(m, m.Stop.Signal)
 			m.sent |= 1 << m.Stop.Signal // what it ends with is judged as a requested stop

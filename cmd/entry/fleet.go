@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/entry-dev/entry/internal/plan"
 	"github.com/entry-dev/entry/singleton"
@@ -27,6 +28,14 @@ func (e *entry) singletons(ctx context.Context, opt *supervise.GroupOptions) (st
 			types = append(types, t)
 		}
 	}
+	// The session's bound must hold the longest grace of the types it locks: each has
+	// its own (ENTRY_STOP_TIMEOUT_<TYPE>, else ENTRY_STOP_TIMEOUT).
+	var grace time.Duration
+	for _, p := range e.plan.Processes {
+		if slices.Contains(types, p.Type) {
+			grace = max(grace, p.StopTimeout)
+		}
+	}
 	if len(types) == 0 {
 		return func() {}
 	}
@@ -41,7 +50,7 @@ func (e *entry) singletons(ctx context.Context, opt *supervise.GroupOptions) (st
 			DSN:            s.DSN,
 			Key:            s.Key,
 			Types:          types,
-			Grace:          e.plan.Stop.Timeout,
+			Grace:          grace,
 			AppName:        strings.TrimSpace("entry singleton " + hostname()),
 			Backoff:        e.plan.Wait.Options.Backoff,
 			AttemptTimeout: e.plan.Wait.Options.AttemptTimeout,

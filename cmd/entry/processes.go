@@ -24,18 +24,18 @@ func (e *entry) procfile(ctx context.Context, reaper *supervise.Reaper, sigs <-c
 				cmd.Env = env
 				return cmd
 			},
-			Stop:  supervise.StopPolicy{Signal: pr.Stop, Timeout: e.plan.Stop.Timeout},
+			Stop:  supervise.StopPolicy{Signal: pr.Stop, Timeout: pr.StopTimeout},
 			Group: pr.Group,
 		})
 	}
 	r := e.plan.Restart
 	opt := supervise.GroupOptions{
-		Restart:     supervise.Restart{Policy: r.Policy, Limit: r.Limit, Window: r.Window},
-		StopTimeout: e.plan.Stop.Timeout,
-		Output:      e.out,
-		Health:      e.health,
-		Log:         e.log,
-		Incidents:   e.ops.incidents,
+		Restart:       supervise.Restart{Policy: r.Policy, Limit: r.Limit, Window: r.Window},
+		ShutdownDelay: e.plan.Stop.Delay,
+		Output:        e.out,
+		Health:        e.health,
+		Log:           e.log,
+		Incidents:     e.ops.incidents,
 	}
 	stop := e.singletons(ctx, &opt)
 	defer stop()

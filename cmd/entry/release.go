@@ -62,7 +62,7 @@ func (e *entry) release(ctx context.Context, reaper *supervise.Reaper, sigs <-ch
 	var step string // the last step started, named in a report
 	status, err := release.Run(rctx, lock, e.plan.Release.Steps, func(ctx context.Context, s release.Step) (int, error) {
 		step = s.Name
-		res, st, err := e.runMain(ctx, reaper, sigs, s.Name, e.tee(e.command(s.Command), s.Name))
+		res, st, err := e.runMain(ctx, reaper, sigs, s.Name, e.tee(e.command(s.Command), s.Name), 0)
 		if err == nil && res.StopSignal != nil {
 			stopped = &st
 			abort(errStopped) // no further step starts

@@ -109,6 +109,11 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	for _, w := range p.Warnings {
 		log.Warn(w)
 	}
+	if inv.verb == "run" {
+		for _, w := range p.Stop.CommandWarnings(inv.argv) {
+			log.Warn(w)
+		}
+	}
 	switch inv.verb {
 	case "config":
 		p.Print(stdout)
@@ -211,7 +216,7 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = e.environ
 	mark := e.ops.mark()
-	res, status, err := e.runMain(ctx, reaper, sigs, filepath.Base(argv[0]), cmd)
+	res, status, err := e.runMain(ctx, reaper, sigs, filepath.Base(argv[0]), cmd, e.plan.Stop.Delay)
 	if err != nil {
 		e.log.Error(err.Error(), "status", status)
 		return status
@@ -222,17 +227,20 @@ func (e *entry) single(ctx context.Context, reaper *supervise.Reaper, sigs <-cha
 }
 
 // runMain runs cmd as the main process (a release step, or CMD) on entry's own stdio; name
-// labels its lines where they are wrapped (JSON mode). status is what entry reports for it:
-// its exit status, 126/127 when it could not be started.
-func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, name string, cmd *exec.Cmd) (res supervise.Result, status int, err error) {
+// labels its lines where they are wrapped (JSON mode). delay is the shutdown delay (CMD's;
+// a release step does not serve). status is what entry reports for it: its exit status,
+// 126/127 when it could not be started.
+func (e *entry) runMain(ctx context.Context, reaper *supervise.Reaper, sigs <-chan os.Signal, name string, cmd *exec.Cmd, delay time.Duration) (res supervise.Result, status int, err error) {
 	if cmd.Stdout == nil { // else tee'd (ops.go)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
 	}
 	res, err = supervise.Run(ctx, reaper, cmd, sigs, supervise.RunOptions{
-		Stop:   supervise.StopPolicy{Signal: e.plan.Stop.Signal, Timeout: e.plan.Stop.Timeout},
-		Log:    e.log,
-		Output: e.out,
-		Name:   name,
+		Stop:          supervise.StopPolicy{Signal: e.plan.Stop.Signal, Timeout: e.plan.Stop.Timeout},
+		Log:           e.log,
+		Output:        e.out,
+		Name:          name,
+		ShutdownDelay: delay,
+		Health:        e.health,
 	})
 	if se := (*supervise.StartError)(nil); errors.As(err, &se) {
 		return res, se.Status(), err

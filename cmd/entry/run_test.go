@@ -120,3 +120,27 @@ func TestConfigAndHelpInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestStopWarningsAtStart: what cannot fit the stop is logged before anything runs, one
+// line each; a bad per-type grace is a configuration error naming its variable.
+func TestStopWarningsAtStart(t *testing.T) {
+	env := []string{"PATH=" + os.Getenv("PATH"), "ENTRY_DISCOVER=false", "ENTRY_STOP_BUDGET=5s"}
+	status, stdout, stderr := inProcess(t, env, "--", "gunicorn", "--version")
+	if status != 0 {
+		t.Fatalf("status %d\n%s%s", status, stdout, stderr)
+	}
+	for _, want := range []string{
+		"warning: gunicorn: gunicorn's graceful timeout 30s (its default) is above its grace 8s",
+		"warning: stop budget: shutdown delay 0s + longest grace 8s (ENTRY_STOP_TIMEOUT) = 8s, above ENTRY_STOP_BUDGET 5s",
+	} {
+		i := strings.Index(stderr, want)
+		if i < 0 || i > strings.Index(stderr, "exiting with status") || strings.Count(stderr, want) != 1 {
+			t.Errorf("want one %q before the main process's end:\n%s", want, stderr)
+		}
+	}
+
+	status, _, stderr = inProcess(t, append(env, "ENTRY_STOP_TIMEOUT_WEB=soon"), "config")
+	if status != exitConfig || !strings.Contains(stderr, `ENTRY_STOP_TIMEOUT_WEB: invalid duration "soon"`) {
+		t.Errorf("status %d, want %d naming ENTRY_STOP_TIMEOUT_WEB:\n%s", status, exitConfig, stderr)
+	}
+}

@@ -69,7 +69,7 @@ func (e *entry) waitCommand(ctx context.Context, reaper *supervise.Reaper, sigs 
 		cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 		cmd.Env = e.environ
 		t := time.Now()
-		res, status, err := e.runMain(ctx, reaper, sigs, "wait", cmd)
+		res, status, err := e.runMain(ctx, reaper, sigs, "wait", cmd, 0)
 		took := time.Since(t).Round(time.Millisecond)
 		switch {
 		case err == nil && res.StopSignal != nil:

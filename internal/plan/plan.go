@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,7 +28,7 @@ type Plan struct {
 	Dependencies []Dependency
 	Secrets      []string // the dependencies' passwords: masked where a printed command holds one as a whole word
 	Notes        []string // what discovery skipped and why; shown by `entry config`, logged at info
-	Warnings     []string // unknown ENTRY_* variables, per-type forms naming no Procfile type
+	Warnings     []string // unknown ENTRY_* variables, per-type forms naming no Procfile type, Stop.Warnings
 
 	Wait    Wait
 	Release Release
@@ -36,7 +37,7 @@ type Plan struct {
 
 	Procfile  string    // the Procfile's path, as ENTRY_PROCFILE gives it
 	Processes []Process // the Procfile's instances; empty when a command is given
-	Stop      Stop      // the main process's stop, and every type without its own signal
+	Stop      Stop      // the main process's stop, every type without its own signal or grace, and the budget
 	Restart   Restart
 	Singleton *Singleton // nil: every type runs in every replica
 
@@ -85,12 +86,24 @@ type Process struct {
 	Argv                []string // what is executed: the words, or /bin/sh -c
 	Group               bool     // the shell stays the parent: signal the process group
 	Stop                syscall.Signal
+	StopTimeout         time.Duration // its grace: ENTRY_STOP_TIMEOUT_<TYPE>, else ENTRY_STOP_TIMEOUT
 }
 
-// Stop is how a process is stopped.
+// Stop is how a process is stopped, and what the whole stop may take.
 type Stop struct {
 	Signal  syscall.Signal
 	Timeout time.Duration
+	Delay   time.Duration // ENTRY_SHUTDOWN_DELAY: readyz 503 first, stop signals after it
+	Budget  time.Duration // ENTRY_STOP_BUDGET; 0 when unset
+
+	// Warnings say where what entry can see does not fit the graces or the
+	// budget (see budget.go); they are also in Plan.Warnings.
+	Warnings []string
+	// gunicornArgs is GUNICORN_CMD_ARGS as the processes inherit it, and
+	// gunicornConf whether ./gunicorn.conf.py, which gunicorn reads by
+	// itself, exists: both for CommandWarnings.
+	gunicornArgs string
+	gunicornConf bool
 }
 
 // Restart is the Procfile mode's restart policy.
@@ -169,11 +182,12 @@ func build(environ []string, mode Mode, acc accounts) (*Plan, error) {
 			b.errs.add("ENTRY_HEALTH_ADDR", "%v", err)
 		}
 	}
-	p.Stop = Stop{Timeout: s.StopTimeout}
+	p.Stop = Stop{Timeout: s.StopTimeout, Delay: s.ShutdownDelay, Budget: s.StopBudget, gunicornArgs: b.env.Get("GUNICORN_CMD_ARGS"), gunicornConf: exists("gunicorn.conf.py")}
 	if p.Stop.Signal, err = supervise.ParseStopSignal(s.StopSignal); err != nil {
 		b.errs.add("ENTRY_STOP_SIGNAL", "%v", err)
 	}
 	typeSignals := b.typeSignals()
+	typeTimeouts := b.typeTimeouts()
 
 	var ca []byte
 	if s.HTTPCAFile != "" {
@@ -205,19 +219,29 @@ func build(environ []string, mode Mode, acc accounts) (*Plan, error) {
 	}
 	if entries != nil {
 		p.Processes = b.instances(entries, processes, formation, mode == Procfile)
-		for typ := range typeSignals {
+		for _, typ := range sortedKeys(typeSignals) {
 			if !hasType(entries, typ) {
-				p.Warnings = append(p.Warnings, fmt.Sprintf("%s%s names no process type of %s", stopSignalPfx, typ, s.Procfile))
+				p.Warnings = append(p.Warnings, clean(fmt.Sprintf("%s%s names no process type of %s", stopSignalPfx, typ, s.Procfile)))
+			}
+		}
+		for _, typ := range sortedKeys(typeTimeouts) {
+			if !hasType(entries, typ) {
+				p.Warnings = append(p.Warnings, clean(fmt.Sprintf("%s%s names no process type of %s", stopTimeoutPfx, typ, s.Procfile)))
 			}
 		}
 		for i := range p.Processes {
 			pr := &p.Processes[i]
-			pr.Stop = p.Stop.Signal
+			pr.Stop, pr.StopTimeout = p.Stop.Signal, p.Stop.Timeout
 			if sig, ok := typeSignals[typeKey(pr.Type)]; ok {
 				pr.Stop = sig
 			}
+			if d, ok := typeTimeouts[typeKey(pr.Type)]; ok {
+				pr.StopTimeout = d
+			}
 		}
 	}
+	p.Stop.Warnings = p.Stop.budgetWarnings(p.Processes)
+	p.Warnings = append(p.Warnings, p.Stop.Warnings...)
 	p.Release = b.release(entries, p.Dependencies, p.Secrets)
 	b.operations(p, acc)
 	p.WaitCommand = b.waitCommand(p.Dependencies, p.Secrets)
@@ -298,6 +322,8 @@ func (b *builder) durations() {
 		{"ENTRY_RELEASE_LOCK_TIMEOUT", s.ReleaseLockTimeout, false},
 		{"ENTRY_RESTART_WINDOW", s.RestartWindow, false},
 		{"ENTRY_STOP_TIMEOUT", s.StopTimeout, true},
+		{"ENTRY_SHUTDOWN_DELAY", s.ShutdownDelay, true},
+		{"ENTRY_STOP_BUDGET", s.StopBudget, true},
 		{"ENTRY_SENTRY_TIMEOUT", s.SentryTimeout, false},
 	} {
 		if b.errs.has(d.name) {
@@ -333,6 +359,40 @@ func (b *builder) typeSignals() map[string]syscall.Signal {
 		out[typ] = sig
 	}
 	return out
+}
+
+// typeTimeouts reads every ENTRY_STOP_TIMEOUT_<TYPE>, as typeSignals does.
+func (b *builder) typeTimeouts() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, name := range b.env.Names() {
+		typ, ok := strings.CutPrefix(name, stopTimeoutPfx)
+		if !ok || typ == "" {
+			continue
+		}
+		v, ok := b.value(name, maxValue)
+		if !ok || v == "" {
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			b.errs.add(name, "invalid duration %q (want e.g. 30s, 2m)", v)
+		case d < 0:
+			b.errs.add(name, "must not be negative, got %s", d)
+		default:
+			out[typ] = d
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // typeKey is a process type as it appears in ENTRY_STOP_SIGNAL_<TYPE>.

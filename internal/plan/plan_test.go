@@ -300,7 +300,7 @@ func TestProcesses(t *testing.T) {
 	if len(p.Release.Steps) != 1 || p.Release.Steps[0].Command != "python manage.py migrate" {
 		t.Errorf("release %+v", p.Release)
 	}
-	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "ENTRY_STOP_SIGNAL_NGINX") {
+	if len(p.Warnings) != 1+len(p.Stop.Warnings) || !strings.Contains(p.Warnings[0], "ENTRY_STOP_SIGNAL_NGINX") {
 		t.Errorf("warnings %q, want one about NGINX", p.Warnings)
 	}
 

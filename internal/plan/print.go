@@ -71,13 +71,26 @@ func (p *Plan) Print(w io.Writer) {
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, pr := range p.Processes {
-		fmt.Fprintf(tw, "  %s\t%s\tstop %s\n", pr.Name, escape(redact.Command(pr.Command, p.Secrets...), 0), supervise.SignalName(pr.Stop))
+		fmt.Fprintf(tw, "  %s\t%s\tstop %s, SIGKILL after %s\n", pr.Name, escape(redact.Command(pr.Command, p.Secrets...), 0), supervise.SignalName(pr.Stop), pr.StopTimeout)
 	}
 	tw.Flush()
 	if p.Singleton != nil {
 		fmt.Fprintf(w, "singleton: %s\n", escape(p.Singleton.String(), 0))
 	}
 	fmt.Fprintf(w, "stop: %s, then SIGKILL after %s\n", supervise.SignalName(p.Stop.Signal), p.Stop.Timeout)
+	delay := "none"
+	if p.Stop.Delay > 0 {
+		delay = fmt.Sprintf("%s: on SIGTERM /readyz turns 503 at once, the stop signals go out after it", p.Stop.Delay)
+	}
+	fmt.Fprintf(w, "  shutdown delay: %s\n", delay)
+	budget := "unset (ENTRY_STOP_BUDGET)"
+	if p.Stop.Budget > 0 {
+		budget = p.Stop.Budget.String()
+	}
+	fmt.Fprintf(w, "  stop budget: %s; the stop takes at most the delay plus the longest grace, %s\n", budget, p.Stop.Delay+p.longestGrace())
+	for _, warn := range p.Stop.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
 	fmt.Fprintf(w, "restart: %s, crash loop after %d restarts within %s\n", p.Restart.Policy, p.Restart.Limit, p.Restart.Window)
 	health := "off"
 	if p.HealthAddr != "" {

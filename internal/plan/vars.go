@@ -40,8 +40,10 @@ type Spec struct {
 	Restart       string        `env:"ENTRY_RESTART" default:"on-failure" desc:"Procfile mode: never, on-failure or always"`
 	RestartLimit  int           `env:"ENTRY_RESTART_LIMIT" default:"5" desc:"crash loop: more restarts than this within ENTRY_RESTART_WINDOW stops entry"`
 	RestartWindow time.Duration `env:"ENTRY_RESTART_WINDOW" default:"60s" desc:"window of the crash-loop limit"`
-	StopTimeout   time.Duration `env:"ENTRY_STOP_TIMEOUT" default:"8s" desc:"grace between the stop signal and SIGKILL (fits docker stop's 10s)"`
+	StopTimeout   time.Duration `env:"ENTRY_STOP_TIMEOUT" default:"8s" desc:"grace between the stop signal and SIGKILL (fits docker stop's 10s); per process type ENTRY_STOP_TIMEOUT_<TYPE>"`
 	StopSignal    string        `env:"ENTRY_STOP_SIGNAL" default:"TERM" desc:"stop signal; per process type ENTRY_STOP_SIGNAL_<TYPE> (nginx: QUIT, uwsgi: INT)"`
+	ShutdownDelay time.Duration `env:"ENTRY_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, /readyz turns 503 at once and the stop signals go out only after this delay (load balancers stop sending first); a second SIGTERM or SIGINT cuts it short"`
+	StopBudget    time.Duration `env:"ENTRY_STOP_BUDGET" default:"0s" shown:"-" desc:"the orchestrator's whole stop budget (docker stop 10s, Kubernetes 30s): entry warns at start when the shutdown delay plus the longest grace exceeds it"`
 
 	HealthAddr string `env:"ENTRY_HEALTH_ADDR" desc:"address of the optional HTTP health listener (/livez, /readyz, /status), e.g. :8081"`
 	LogFormat  string `env:"ENTRY_LOG_FORMAT" default:"text" desc:"text or json"`
@@ -56,14 +58,16 @@ type Spec struct {
 
 // Variables that are not fields of Spec: read by name, listed by Help.
 const (
-	waitFileVar   = "ENTRY_WAIT_FILE"
-	stopSignalPfx = "ENTRY_STOP_SIGNAL_"
+	waitFileVar    = "ENTRY_WAIT_FILE"
+	stopSignalPfx  = "ENTRY_STOP_SIGNAL_"
+	stopTimeoutPfx = "ENTRY_STOP_TIMEOUT_"
 )
 
 // appVars are the app's own variables entry reads when ENTRY_DISCOVER is on, and the
 // variables with a per-type or _FILE form. Help lists them after Spec's.
 var appVars = [][3]string{
 	{stopSignalPfx + "<TYPE>", "ENTRY_STOP_SIGNAL", "stop signal of one Procfile process type, e.g. ENTRY_STOP_SIGNAL_NGINX=QUIT"},
+	{stopTimeoutPfx + "<TYPE>", "ENTRY_STOP_TIMEOUT", "grace of one Procfile process type, e.g. ENTRY_STOP_TIMEOUT_WORKER=60s for celery's warm shutdown; every type still stops in parallel"},
 	{waitFileVar, "-", "file holding ENTRY_WAIT (a Docker/Kubernetes secret)"},
 	{"DATABASE_URL", "-", "Django database URL (postgres, postgresql, pgsql, postgis...); also DATABASE_URL_FILE"},
 	{"POSTGRES_HOST", "postgres", "used with POSTGRES_PORT (5432), _USER (postgres), _PASSWORD, _DB (= user) when DATABASE_URL is unset; _PASSWORD/_USER/_DB also as _FILE"},
@@ -151,7 +155,7 @@ func set(v reflect.Value, raw string) error {
 // known reports whether name is a variable entry reads, so that a typo such as
 // ENTRY_WAIT_TIMOUT is warned about instead of ignored.
 func known(name string) bool {
-	if name == waitFileVar || strings.HasPrefix(name, stopSignalPfx) {
+	if name == waitFileVar || strings.HasPrefix(name, stopSignalPfx) || strings.HasPrefix(name, stopTimeoutPfx) {
 		return true
 	}
 	var s Spec
