@@ -146,6 +146,7 @@ func groupMain(args []string) int {
 		}
 	}
 	h.SetPhase("running")
+	leases, leasesLogged := helperLeases(*leaseFIFO, log)
 	status := RunGroup(ctx, r, procs, sigs, GroupOptions{
 		Restart:       Restart{Policy: *policy, Limit: *limit, Window: *window, Initial: *initial, Max: *maxDelay},
 		ShutdownDelay: *delay,
@@ -153,8 +154,9 @@ func groupMain(args []string) int {
 		Health:        h,
 		Log:           log,
 		Standby:       strings.FieldsFunc(*standby, func(r rune) bool { return r == ',' }),
-		Leases:        helperLeases(*leaseFIFO, log),
+		Leases:        leases,
 	})
+	leasesLogged()
 	if *showPidfds {
 		fmt.Fprintf(os.Stderr, "pidfds=%d\n", pidfds())
 	}
@@ -501,32 +503,51 @@ func (g *groupRun) output() string {
 }
 
 // helperLeases feeds the group the leases written to the FIFO at path, and
-// logs "lease done" when the group closes a grant's Done.
-func helperLeases(path string, log *slog.Logger) <-chan Lease {
+// logs "lease done" when the group closes a grant's Done. The function it
+// returns, called once the group has returned, waits until each Done the
+// group closed has been logged: the helper must not exit before.
+func helperLeases(path string, log *slog.Logger) (<-chan Lease, func()) {
 	if path == "" {
-		return nil
+		return nil, func() {}
 	}
 	leases := make(chan Lease)
 	f, err := os.OpenFile(path, os.O_RDWR, 0) // read-write: no end of file when the writer closes
 	if err != nil {
 		log.Error("leases", "err", err)
-		return nil
+		return nil, func() {}
 	}
+	type grant struct{ done, logged chan struct{} }
+	var mu sync.Mutex
+	var grants []grant
 	go func() {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			verb, typ, _ := strings.Cut(sc.Text(), " ")
 			l := Lease{Type: typ, Held: verb == "grant"}
 			if l.Held {
-				done := make(chan struct{})
-				l.Done = done
+				g := grant{done: make(chan struct{}), logged: make(chan struct{})}
+				l.Done = g.done
+				mu.Lock()
+				grants = append(grants, g)
+				mu.Unlock()
 				go func() {
-					<-done
+					<-g.done
 					log.Info("lease done", "type", typ)
+					close(g.logged)
 				}()
 			}
 			leases <- l
 		}
 	}()
-	return leases
+	return leases, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, g := range grants {
+			select {
+			case <-g.done:
+				<-g.logged
+			default:
+			}
+		}
+	}
 }

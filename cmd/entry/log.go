@@ -3,14 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"github.com/entry-dev/entry/internal/redact"
 	"io"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // newLogger builds entry's own logger on w, the Output's writer for entry's records
@@ -48,7 +47,7 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	case r.Level < slog.LevelInfo:
 		b.WriteString("debug: ")
 	}
-	b.WriteString(escape(r.Message))
+	b.WriteString(redact.Clean(r.Message))
 	for _, a := range h.attrs {
 		writeAttr(&b, h.group, a)
 	}
@@ -84,37 +83,10 @@ func writeAttr(b *bytes.Buffer, group string, a slog.Attr) {
 	default:
 		v = a.Value.String()
 	}
-	if v == "" || strings.ContainsAny(v, " \"=") || escape(v) != v {
+	if v == "" || strings.ContainsAny(v, " \"=") || redact.Clean(v) != v {
 		v = strconv.Quote(v)
 	}
 	b.WriteString(v)
-}
-
-// escape writes control characters (C0, DEL, C1), invalid UTF-8 and the Unicode line
-// separators as Go escapes, so that what a server or a URL holds can neither end a log
-// line, nor rewrite it on a terminal, nor break a log pipeline's decoding.
-func escape(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 || r == '\u2028' || r == '\u2029':
-			q := strconv.QuoteRuneToASCII(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
 }
 
 func join(group, key string) string {

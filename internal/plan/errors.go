@@ -2,9 +2,8 @@ package plan
 
 import (
 	"fmt"
-	"strconv"
+	"github.com/entry-dev/entry/internal/redact"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -67,28 +66,18 @@ func (e *Errors) err() error {
 // the text is cut at maxMessage bytes.
 func clean(s string) string { return escape(s, maxMessage) }
 
-// escape escapes control characters and invalid UTF-8, and cuts the result at max bytes
-// (0: no cut).
+// escape makes s safe for one line (redact.Clean) and cuts the result at max bytes (0: no
+// cut), on a character boundary.
 func escape(s string, max int) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		if max > 0 && b.Len() >= max {
-			b.WriteString("...")
-			break
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
-		i += size
+	s = redact.Clean(s)
+	if max <= 0 || len(s) <= max {
+		return s
 	}
-	return b.String()
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // tooLong says a value is over its limit without showing any of it: it may be a secret, and

@@ -432,13 +432,15 @@ func Secrets(connString string) []string {
 	return out
 }
 
-// Clean makes a text from a server or a driver safe to print on one line:
-// control characters (CR, LF, NUL, ESC…) and invalid UTF-8 become Go
-// escapes, so a reply cannot forge a log line or drive a terminal.
+// Clean makes a text from a server, a driver, a URL or a file safe to print on
+// one line: control characters (C0 with CR, LF, NUL, ESC…, DEL, C1), the
+// Unicode line separators and invalid UTF-8 become Go escapes, so a text can
+// neither end a log line, nor rewrite it on a terminal, nor break a log
+// pipeline's decoding. It is the one escaper of everything entry prints.
 func Clean(s string) string {
 	clean := true
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
 			clean = false
 			break
 		}
@@ -465,6 +467,9 @@ func Clean(s string) string {
 		case r >= 0x80 && r < 0xa0:
 			b.WriteString(`\u00`)
 			b.WriteString(hex2(byte(r)))
+		case r == '\u2028' || r == '\u2029':
+			b.WriteString(`\u202`)
+			b.WriteString(string(rune('0' + r - '\u2020')))
 		default:
 			b.WriteString(s[i : i+n])
 		}
