@@ -2,14 +2,10 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/entry-dev/entry/internal/proctest"
 )
 
 // TestOOMNotifiedAsUser: entry registers for the kernel's OOM notification before it
@@ -23,27 +19,10 @@ func TestOOMNotifiedAsUser(t *testing.T) {
 	}
 	procfile := filepath.Join(t.TempDir(), "Procfile")
 	os.WriteFile(procfile, []byte("master: sh -c 'python3 -c \"x = bytearray(200 << 20)\"; echo worker lost; sleep 60'\n"), 0o644)
-	cmd := exec.Command("sh", "-c", `echo $$ > "$0" && exec "$@"`, procs, entryBin)
-	cmd.Env = cleanEnv("ENTRY_PROCFILE="+procfile, "ENTRY_USER=nobody", "ENTRY_LOG_LEVEL=debug")
-	out := &proctest.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
+	out, stop := startEntryInCgroup(t, procs, "ENTRY_PROCFILE="+procfile, "ENTRY_USER=nobody", "ENTRY_LOG_LEVEL=debug")
 	out.WaitFor(t, "the kernel OOM-killed 1 process(es) below entry's own (memory limit 64 MiB)", 30*time.Second)
 	if !strings.Contains(out.String(), "OOM kills are read from the memory cgroup when the kernel notifies") {
 		t.Errorf("the OOM count is polled\n%s", out)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("entry did not stop\n%s", out)
-	}
+	stop()
 }

@@ -187,20 +187,7 @@ func TestOOMKilled(t *testing.T) {
 	procfile := filepath.Join(dir, "Procfile")
 	os.WriteFile(procfile, []byte("hog: python3 -c 'print(\"allocating\", flush=True); x = bytearray(200 << 20)'\nidle: sleep 60\n"), 0o644)
 	addr := throwaway.FreeAddr(t)
-	// The shell moves itself into the cgroup, then becomes entry.
-	cmd := exec.Command("sh", "-c", `echo $$ > "$0" && exec "$@"`, procs, entryBin)
-	cmd.Env = cleanEnv("SENTRY_DSN="+srv.DSN(), "ENTRY_PROCFILE="+procfile, "ENTRY_HEALTH_ADDR="+addr, "ENTRY_RESTART_LIMIT=100")
-	out := &proctest.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
+	out, stop := startEntryInCgroup(t, procs, "SENTRY_DSN="+srv.DSN(), "ENTRY_PROCFILE="+procfile, "ENTRY_HEALTH_ADDR="+addr, "ENTRY_RESTART_LIMIT=100")
 
 	want := "OOM-killed (memory limit 64 MiB)"
 	var reason string
@@ -227,12 +214,7 @@ func TestOOMKilled(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("entry did not stop\n%s", out)
-	}
+	stop()
 	if !strings.Contains(out.String(), "killed by SIGKILL: "+want) {
 		t.Errorf("the log does not say %q\n%s", want, out)
 	}
@@ -373,9 +355,30 @@ func TestOOMKilledDescendant(t *testing.T) {
 	dir := t.TempDir()
 	procfile := filepath.Join(dir, "Procfile")
 	os.WriteFile(procfile, []byte("master: sh -c 'python3 -c \"x = bytearray(200 << 20)\"; echo worker lost; sleep 60'\n"), 0o644)
+	out, stop := startEntryInCgroup(t, procs, "SENTRY_DSN="+srv.DSN(), "ENTRY_PROCFILE="+procfile)
+	const want = "the kernel OOM-killed 1 process(es) below entry's own (memory limit 64 MiB)"
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log\n%s", want, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	evs := srv.Events()
+	if len(evs) != 1 || !strings.Contains(evs[0].Text(), "OOM-killed") || evs[0].Tag("process") != "(descendant)" {
+		t.Errorf("events: %v\n%s", evs, out)
+	}
+}
+
+// startEntryInCgroup starts entry inside the cgroup whose procs file is procs (the shell
+// moves itself in, then becomes entry), with env. stop sends it SIGTERM and fails the test
+// unless it exits within 20 s; entry is killed at the end of the test in any case.
+func startEntryInCgroup(t *testing.T, procs string, env ...string) (out *proctest.Buffer, stop func()) {
+	t.Helper()
 	cmd := exec.Command("sh", "-c", `echo $$ > "$0" && exec "$@"`, procs, entryBin)
-	cmd.Env = cleanEnv("SENTRY_DSN="+srv.DSN(), "ENTRY_PROCFILE="+procfile)
-	out := &proctest.Buffer{}
+	cmd.Env = cleanEnv(env...)
+	out = &proctest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -386,22 +389,13 @@ func TestOOMKilledDescendant(t *testing.T) {
 		cmd.Process.Kill()
 		<-done
 	})
-	const want = "the kernel OOM-killed 1 process(es) below entry's own (memory limit 64 MiB)"
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log\n%s", want, out)
+	return out, func() {
+		t.Helper()
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("entry did not stop\n%s", out)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("entry did not stop\n%s", out)
-	}
-	evs := srv.Events()
-	if len(evs) != 1 || !strings.Contains(evs[0].Text(), "OOM-killed") || evs[0].Tag("process") != "(descendant)" {
-		t.Errorf("events: %v\n%s", evs, out)
 	}
 }
